@@ -1,0 +1,432 @@
+"""The main screen: sessions on the left, the chat on the right, a status line below."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from agent_tui.app.api_errors import describe
+from agent_tui.app.screens.confirm import ConfirmScreen
+from agent_tui.app.screens.text_input import TextInputScreen
+from agent_tui.app.widgets.chat_pane import ChatPane
+from agent_tui.app.widgets.connection_banner import ConnectionBanner
+from agent_tui.app.widgets.sessions_pane import SessionsPane, session_title
+from agent_tui.app.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from agent_tui.app.app import AgentApp
+    from agent_tui.client import AgentClient, SessionHandle
+
+SESSION_LIST_REFRESH_SECONDS = 15.0
+RECONNECT_MESSAGE = "⚠ Lost the connection to the backend: reconnecting… Nothing is lost; events resume when it is back."
+
+
+class MainScreen(Screen[None]):
+    """Sessions, chat and status; owns the session actions (new, rename, delete, pause)."""
+
+    CSS_PATH = "main.tcss"
+    AUTO_FOCUS = "#prompt"
+
+    BINDINGS = [
+        Binding("ctrl+n", "new_session", "New"),
+        Binding("f2", "rename_session", "Rename"),
+        Binding("f8", "delete_session", "Delete"),
+        Binding("f4", "toggle_pause", "Pause/Resume"),
+        Binding("escape", "interrupt", "Interrupt"),
+        Binding("f3", "keys", "API keys"),
+        Binding("ctrl+b", "toggle_sessions", "Sidebar", show=False),
+        Binding("ctrl+o", "focus_sessions", "Sessions", show=False),
+        Binding("ctrl+l", "focus_prompt", "Prompt", show=False),
+        Binding("f5", "refresh_sessions", "Refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._auto_titles: set[str] = set()
+
+    @property
+    def agent_app(self) -> AgentApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def client(self) -> AgentClient | None:
+        return self.agent_app.client
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ConnectionBanner(id="banner")
+        with Horizontal(id="main-body"):
+            yield SessionsPane(id="sessions")
+            yield ChatPane(id="chat")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    @property
+    def sessions(self) -> SessionsPane:
+        return self.query_one(SessionsPane)
+
+    @property
+    def chat(self) -> ChatPane:
+        return self.query_one(ChatPane)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def banner(self) -> ConnectionBanner:
+        return self.query_one(ConnectionBanner)
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._show_rate_limit)
+        self.set_interval(SESSION_LIST_REFRESH_SECONDS, self.action_refresh_sessions)
+        self._fit_to_width(self.app.size.width)
+
+    def on_resize(self) -> None:
+        self._fit_to_width(self.size.width)
+
+    def _fit_to_width(self, width: int) -> None:
+        # Below 100 columns the sidebar gets narrower and the footer compact,
+        # so the chat and the key hints keep room.
+        self.set_class(width < 100, "-narrow")
+        self.query_one(Footer).compact = width < 100
+
+    # ---- the app tells the screen how the backend is doing
+
+    def backend_starting(self, label: str) -> None:
+        """The backend is being started or dialled."""
+        self.status.connection = "starting"
+        self.status.progress = label
+        self.sessions.option_list.loading = True
+
+    def backend_ready(self, mode_label: str, limitations: list[str]) -> None:
+        """Connected: load the sessions and open the most recent one."""
+        self.status.connection = "connected"
+        self.status.progress = ""
+        self.status.mode = mode_label
+        for text in limitations:
+            self.notify(text, title="Limited", severity="warning", timeout=12)
+        self._load_sessions(open_latest=True)
+
+    # ---- sessions
+
+    @work(exclusive=True, group="sessions", exit_on_error=False)
+    async def _load_sessions(self, open_latest: bool = False, select_id: str | None = None) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            sessions, _cursor = await client.list_sessions(limit=100)
+        except Exception as exc:
+            self.notify(describe(exc), title="Sessions", severity="error")
+            return
+        finally:
+            self.sessions.option_list.loading = False
+        self.sessions.show_sessions(sessions)
+        target = select_id
+        if target is None and open_latest and self.chat.handle is None and sessions:
+            target = sessions[0].id
+        if target is not None:
+            self.open_session(target)
+
+    def open_session(self, session_id: str) -> None:
+        """Show ``session_id`` in the chat pane (history, then live events)."""
+        client = self.client
+        if client is None:
+            return
+        if self.chat.session_id == session_id:
+            return
+        handle: SessionHandle = client.session(session_id)
+        self.sessions.mark_current(session_id)
+        session = self.sessions.sessions.get(session_id)
+        self.sub_title = session_title(session) if session else ""
+        self.chat.open_session(handle)
+
+    @on(SessionsPane.Selected)
+    def _session_selected(self, event: SessionsPane.Selected) -> None:
+        self.open_session(event.session_id)
+        self.chat.prompt.focus()
+
+    def action_refresh_sessions(self) -> None:
+        """Reload the sessions list (titles, statuses, last activity)."""
+        if self.client is not None:
+            self._load_sessions()
+
+    def action_new_session(self) -> None:
+        """Create a session and open it."""
+        self._create_session(None)
+
+    @on(ChatPane.NeedsSession)
+    def _needs_session(self, event: ChatPane.NeedsSession) -> None:
+        self._create_session(event.text)
+
+    @work(exclusive=True, group="create", exit_on_error=False)
+    async def _create_session(self, first_message: str | None) -> None:
+        client = self.client
+        if client is None:
+            self.notify(
+                "Still connecting to the backend; try again in a moment.", severity="warning"
+            )
+            if first_message:
+                self.chat.prompt.load_text(first_message)
+            return
+        self.status.progress = "creating session…"
+
+        def on_event(event: object) -> None:
+            data = getattr(event, "data", {}) or {}
+            if getattr(event, "type", "") == "session.progress" and data.get("message"):
+                self.status.progress = str(data["message"])
+
+        title = first_message.strip().splitlines()[0][:60] if first_message else None
+        try:
+            handle = await client.create_session(title=title, on_event=on_event)
+        except Exception as exc:
+            self.status.progress = ""
+            self.notify(
+                describe(exc), title="Could not create a session", severity="error", timeout=10
+            )
+            if first_message:
+                self.chat.prompt.load_text(first_message)
+            return
+        self.status.progress = ""
+        if handle.info is not None:
+            self.sessions.update_session(handle.info)
+        self.open_session(handle.id)
+        self._load_sessions(select_id=None)
+        if first_message:
+            self.chat.send(first_message)
+        else:
+            self.notify("New session ready.", timeout=3)
+        self.chat.prompt.focus()
+
+    def _current_session_id(self) -> str | None:
+        """The session an action applies to: the one open in the chat, else the highlighted one."""
+        if self.focused is self.sessions.option_list and self.sessions.highlighted_id:
+            return self.sessions.highlighted_id
+        return self.chat.session_id or self.sessions.highlighted_id
+
+    def action_rename_session(self) -> None:
+        """Give the current session a new title."""
+        self._rename_session()
+
+    @work(group="dialog", exit_on_error=False)
+    async def _rename_session(self) -> None:
+        session_id = self._current_session_id()
+        client = self.client
+        if session_id is None or client is None:
+            self.notify("No session to rename.", severity="warning")
+            return
+        session = self.sessions.sessions.get(session_id)
+        current = session.title or "" if session else ""
+        title = await self.app.push_screen_wait(
+            TextInputScreen("Rename session", value=current, placeholder="A short title")
+        )
+        if not title:
+            return
+        try:
+            updated = await client.session(session_id).rename(title)
+        except Exception as exc:
+            self.notify(describe(exc), title="Rename failed", severity="error")
+            return
+        self.sessions.update_session(updated)
+        if session_id == self.chat.session_id:
+            self.sub_title = session_title(updated)
+
+    def action_delete_session(self) -> None:
+        """Delete (terminate) the current session after confirmation."""
+        self._delete_session()
+
+    @work(group="dialog", exit_on_error=False)
+    async def _delete_session(self) -> None:
+        session_id = self._current_session_id()
+        client = self.client
+        if session_id is None or client is None:
+            self.notify("No session to delete.", severity="warning")
+            return
+        session = self.sessions.sessions.get(session_id)
+        name = session_title(session) if session else session_id
+        confirmed = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Delete session?",
+                f"“{name}” will be stopped and its sandbox deleted. "
+                "The conversation stays readable. This cannot be undone.",
+                confirm_label="Delete",
+            )
+        )
+        if not confirmed:
+            return
+        try:
+            await client.session(session_id).delete()
+        except Exception as exc:
+            self.notify(describe(exc), title="Delete failed", severity="error")
+            return
+        self.sessions.set_status(session_id, "terminated")
+        self.notify(f"Deleted “{name}”.", timeout=4)
+        self._load_sessions()
+
+    def action_toggle_pause(self) -> None:
+        """Pause the current session's sandbox, or resume it when paused."""
+        self._toggle_pause()
+
+    @work(group="pause", exclusive=True, exit_on_error=False)
+    async def _toggle_pause(self) -> None:
+        session_id = self._current_session_id()
+        client = self.client
+        if session_id is None or client is None:
+            self.notify("No session to pause or resume.", severity="warning")
+            return
+        session = self.sessions.sessions.get(session_id)
+        resuming = session is not None and session.status == "paused"
+        is_current = session_id == self.chat.session_id
+        if is_current:
+            self.status.sandbox_state = "resuming" if resuming else "pausing"
+        handle = client.session(session_id)
+        try:
+            updated = await (handle.resume() if resuming else handle.pause())
+        except Exception as exc:
+            self.notify(
+                describe(exc),
+                title="Resume failed" if resuming else "Pause failed",
+                severity="error",
+            )
+            if is_current and session is not None:
+                self.status.sandbox_state = session.sandbox.state
+            return
+        self.sessions.update_session(updated)
+        if is_current:
+            self.status.session_status = updated.status
+            self.status.sandbox_state = updated.sandbox.state
+        self.notify(
+            "Session resumed." if resuming else "Session paused: its sandbox is snapshotted.",
+            timeout=4,
+        )
+
+    # ---- the chat pane reports upward
+
+    @on(ChatPane.SessionLoaded)
+    def _session_loaded(self, event: ChatPane.SessionLoaded) -> None:
+        self.sessions.update_session(event.session)
+        if event.session.id == self.chat.session_id:
+            self.sub_title = session_title(event.session)
+
+    @on(ChatPane.StatusChanged)
+    def _status_changed(self, event: ChatPane.StatusChanged) -> None:
+        self.sessions.set_status(event.session_id, event.status)
+        if event.session_id != self.chat.session_id:
+            return
+        self.status.session_status = event.status
+        if event.sandbox_state:
+            self.status.sandbox_state = event.sandbox_state
+        if event.status == "running":
+            self._auto_title(event.session_id)
+
+    def _auto_title(self, session_id: str) -> None:
+        # A session made with Ctrl+N has no title; name it after its first message.
+        session = self.sessions.sessions.get(session_id)
+        if session is None or session.title or session_id in self._auto_titles:
+            return
+        first = next((h for h in reversed(self.chat.prompt.sent_history)), None)
+        if first:
+            self._auto_titles.add(session_id)
+            self._rename_quietly(session_id, first.strip().splitlines()[0][:60])
+
+    @work(group="auto-title", exit_on_error=False)
+    async def _rename_quietly(self, session_id: str, title: str) -> None:
+        if self.client is None:
+            return
+        try:
+            updated = await self.client.session(session_id).rename(title)
+        except Exception:
+            return  # a missing title is cosmetic; the user can rename with F2
+        self.sessions.update_session(updated)
+        if session_id == self.chat.session_id:
+            self.sub_title = session_title(updated)
+
+    @on(ChatPane.UsageChanged)
+    def _usage_changed(self, event: ChatPane.UsageChanged) -> None:
+        if event.session_id == self.chat.session_id:
+            self.status.tokens = event.tokens
+
+    @on(ChatPane.Progress)
+    def _progress(self, event: ChatPane.Progress) -> None:
+        self.status.progress = event.text
+
+    @on(ChatPane.ConnectionChanged)
+    def _connection_changed(self, event: ChatPane.ConnectionChanged) -> None:
+        if event.state == "reconnecting":
+            if not self.banner.shown:
+                self.banner.show_message(RECONNECT_MESSAGE)
+                self.notify("Lost the connection to the backend; reconnecting.", severity="warning")
+            self.status.connection = "reconnecting"
+        elif event.state == "connected":
+            self.status.connection = "connected"
+            if self.banner.shown:
+                self.banner.hide()
+                self.notify("Reconnected to the backend.", timeout=4)
+                self._load_sessions()
+
+    def _show_rate_limit(self) -> None:
+        info = getattr(self.client, "last_rate_limit", None) if self.client is not None else None
+        if info is not None:
+            self.status.rate_remaining = info.remaining
+            self.status.rate_limit = info.limit
+
+    # ---- other actions
+
+    def action_interrupt(self) -> None:
+        """Stop the running turn."""
+        if self.chat.interrupt():
+            self.notify("Interrupting the turn…", timeout=3)
+
+    def action_keys(self) -> None:
+        """Open the API keys screen."""
+        self.agent_app.action_keys()
+
+    def action_toggle_sessions(self) -> None:
+        """Hide or show the sessions sidebar."""
+        self.sessions.display = not self.sessions.display
+
+    def action_focus_sessions(self) -> None:
+        """Move the focus to the sessions list."""
+        self.sessions.display = True
+        self.sessions.option_list.focus()
+
+    def action_focus_prompt(self) -> None:
+        """Move the focus to the prompt."""
+        self.chat.prompt.focus()
+
+    def palette_commands(self) -> Iterator[SystemCommand]:
+        """This screen's entries for the command palette."""
+        yield SystemCommand(
+            "New session", "Create a session and open it (Ctrl+N)", self.action_new_session
+        )
+        yield SystemCommand(
+            "Rename session", "Give the current session a title (F2)", self.action_rename_session
+        )
+        yield SystemCommand(
+            "Delete session", "Stop and delete the current session (F8)", self.action_delete_session
+        )
+        yield SystemCommand(
+            "Pause or resume session",
+            "Snapshot and stop the sandbox, or start it again (F4)",
+            self.action_toggle_pause,
+        )
+        yield SystemCommand("Interrupt turn", "Stop the running turn (Esc)", self.action_interrupt)
+        yield SystemCommand("API keys", "List, create and revoke API keys (F3)", self.action_keys)
+        yield SystemCommand(
+            "Refresh sessions", "Reload the sessions list (F5)", self.action_refresh_sessions
+        )
+        yield SystemCommand(
+            "Toggle sidebar", "Hide or show the sessions list (Ctrl+B)", self.action_toggle_sessions
+        )
+        yield SystemCommand(
+            "Focus sessions", "Move to the sessions list (Ctrl+O)", self.action_focus_sessions
+        )
+        yield SystemCommand("Focus prompt", "Move to the prompt (Ctrl+L)", self.action_focus_prompt)

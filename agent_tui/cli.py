@@ -1,0 +1,287 @@
+"""The ``agent-tui`` command.
+
+- ``agent-tui``: the Textual app with the backend embedded in-process.
+- ``agent-tui --remote URL [--api-key KEY]``: the app against a remote backend.
+- ``agent-tui serve``: the backend alone, headless.
+- ``agent-tui keys create|list|revoke``: manage keys directly on the configured database.
+- ``agent-tui db migrate``: apply pending migrations.
+
+Heavy modules (Textual, FastAPI, the SDKs) are imported inside the commands that
+need them so that each command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+
+from backend.settings import Settings, SettingsError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-tui",
+        description="Run coding-agent sessions from a terminal. Without a command: the app.",
+    )
+    parser.add_argument(
+        "--remote", metavar="URL", help="use the backend at URL instead of the embedded one"
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="API key for --remote (default: $AGENT_TUI_API_KEY or the saved profile)",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the backend headless (HTTP API)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1, env AGENT_TUI_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8787, env AGENT_TUI_PORT)")
+    serve.add_argument("--database-url", help="postgresql:// DSN or SQLite path (env DATABASE_URL)")
+    serve.add_argument(
+        "--sandbox-provider", choices=("local", "modal"), help="env SANDBOX_PROVIDER"
+    )
+    serve.add_argument(
+        "--unsafe-local-sandbox",
+        action="store_true",
+        help="allow the local sandbox without bubblewrap isolation (commands run on the host)",
+    )
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="env AGENT_TUI_LOG_LEVEL"
+    )
+
+    keys = commands.add_parser("keys", help="manage API keys on the configured database")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--user", default="default", help="user id the key belongs to (default: default)"
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=("sessions", "admin"),
+        help="repeatable; sessions is always included",
+    )
+    create.add_argument("--env", choices=("live", "test"), default="live")
+    create.add_argument("--expires", metavar="ISO", help="expiry, e.g. 2027-01-31T00:00:00Z")
+    create.add_argument("--json", action="store_true", help="print a JSON object")
+    listing = key_commands.add_parser("list", help="list keys")
+    listing.add_argument("--user", default="default", help="whose keys (default: default)")
+    listing.add_argument("--json", action="store_true")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("migrate", help="apply pending migrations")
+    return parser
+
+
+def configure_logging(
+    level: str, stream: object | None = None, filename: str | None = None
+) -> None:
+    """Log lines carry the request id; the secret-bearing SDK loggers stay quiet."""
+    from backend.api.middleware import RequestIdFilter
+
+    handler: logging.Handler = (
+        logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx/httpx2/anthropic debug logs can include request headers: never below INFO.
+    for name in ("httpx", "httpx2", "httpcore", "anthropic", "modal", "hpack"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from agent_tui import __version__
+
+        print(f"agent-tui {__version__}")
+        return 0
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "keys":
+            return asyncio.run(_keys(args))
+        if args.command == "db":
+            return asyncio.run(_migrate())
+        return _run_app(args)
+    except SettingsError as exc:
+        print(f"agent-tui: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    from agent_tui.app import run_app
+
+    api_key = args.api_key or os.environ.get("AGENT_TUI_API_KEY") or None
+    return run_app(settings=settings, remote_url=args.remote, api_key=api_key)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        sandbox_provider=args.sandbox_provider,
+        unsafe_local_sandbox=True if args.unsafe_local_sandbox else None,
+        log_level=args.log_level,
+    )
+    if settings.local_sandbox_network is None:
+        settings = settings.replace(local_sandbox_network=False)
+    configure_logging(settings.log_level)
+    if settings.sandbox_provider == "local" and not settings.unsafe_local_sandbox:
+        from sandbox.local import bwrap_available
+
+        if not bwrap_available():
+            print(
+                "agent-tui serve: the local sandbox needs bubblewrap (bwrap) to isolate commands, and it "
+                "is not available. Remote users would run commands on this host.\n"
+                "  Install it (Debian/Ubuntu: apt-get install bubblewrap), use SANDBOX_PROVIDER=modal,\n"
+                "  or accept the risk with --unsafe-local-sandbox (AGENT_TUI_UNSAFE_LOCAL_SANDBOX=true).",
+                file=sys.stderr,
+            )
+            return 2
+    if not settings.anthropic_api_key:
+        logging.getLogger("agent_tui").warning(
+            "ANTHROPIC_API_KEY is not set: turns will fail until it is"
+        )
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.server import ApiServer
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
+    )
+    ApiServer(config, app=app).run()
+    return 0
+
+
+async def _open_store() -> object:
+    from backend.store import open_store
+
+    store = open_store(Settings.from_env())
+    await store.migrate()
+    return store
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    from backend.auth import create_api_key
+    from backend.errors import StoreUnavailable
+    from backend.schemas import KeyOut
+
+    try:
+        store = await _open_store()
+    except StoreUnavailable as exc:
+        print(f"agent-tui keys: {exc.message}. Check DATABASE_URL.", file=sys.stderr)
+        return 1
+    try:
+        if args.keys_command == "create":
+            expires = None
+            if args.expires:
+                try:
+                    expires = datetime.fromisoformat(args.expires.replace("Z", "+00:00"))
+                except ValueError:
+                    print(
+                        f"agent-tui keys: --expires must be ISO 8601, got {args.expires!r}",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if expires.tzinfo is None:
+                    expires = expires.replace(tzinfo=UTC)
+                if expires <= datetime.now(UTC):
+                    print("agent-tui keys: --expires must be in the future", file=sys.stderr)
+                    return 2
+            scopes = sorted({"sessions", *(args.scope or [])})
+            record, key = await create_api_key(
+                store,  # type: ignore[arg-type]
+                user_id=args.user,
+                name=args.name,
+                scopes=scopes,
+                environment=args.env,
+                expires_at=expires,
+            )
+            if args.json:
+                print(json.dumps({**KeyOut.of(record).to_wire(), "key": key}))
+            else:
+                print(key)
+                print(
+                    f"# id {record.id}, user {record.user_id}, scopes {','.join(record.scopes)}. "
+                    "Store the key now: it is not shown again.",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.keys_command == "list":
+            keys = await store.list_keys(args.user)  # type: ignore[attr-defined]
+            if args.json:
+                print(json.dumps([KeyOut.of(k).to_wire() for k in keys]))
+            else:
+                for k in keys:
+                    state = "revoked" if k.revoked_at else "active"
+                    print(
+                        f"{k.id}  {k.prefix}…{k.last4}  {k.user_id}  {','.join(k.scopes)}  {state}  {k.name}"
+                    )
+            return 0
+        if args.keys_command == "revoke":
+            import uuid
+
+            try:
+                key_id = str(uuid.UUID(args.id))
+            except ValueError:
+                print(f"agent-tui keys: not a key id: {args.id!r}", file=sys.stderr)
+                return 2
+            key = await store.get_key(key_id)  # type: ignore[attr-defined]
+            if key is None:
+                print(f"agent-tui keys: no key {key_id}", file=sys.stderr)
+                return 1
+            if key.revoked_at is None:
+                await store.revoke_key(key_id, datetime.now(UTC))  # type: ignore[attr-defined]
+            print(f"revoked {key_id}")
+            return 0
+    finally:
+        await store.close()  # type: ignore[attr-defined]
+    return 2
+
+
+async def _migrate() -> int:
+    from backend.errors import StoreUnavailable
+    from backend.store import open_store
+
+    store = open_store(Settings.from_env())
+    try:
+        applied = await store.migrate()
+    except StoreUnavailable as exc:
+        print(f"agent-tui db migrate: {exc.message}. Check DATABASE_URL.", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

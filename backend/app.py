@@ -1,0 +1,188 @@
+"""``create_app``: the one factory of the ASGI app, from a ``Settings`` object.
+
+The lifespan opens every service the settings name (store, rate limiter,
+sandbox provider, agent loop, session registry) and closes them in reverse
+order on shutdown. Tests may pass ready-made services instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from backend import __version__
+from backend.api.deps import Services
+from backend.api.errors import install_error_handlers
+from backend.api.middleware import RequestContextMiddleware
+from backend.api.routes import health, keys, sessions, usage
+from backend.auth import KeyVerifier
+from backend.errors import StoreUnavailable
+from backend.ratelimit import RateLimiter, open_rate_limiter
+from backend.sessions.actor import ActorDeps
+from backend.sessions.registry import SessionRegistry
+from backend.settings import Settings
+from backend.store import Store, open_store
+from sandbox.base import SandboxProvider
+
+log = logging.getLogger("agent_tui.app")
+
+DESCRIPTION = """
+The Agent API: API keys, per-user rate limits, per-session actors with a sandbox
+each, an agent loop streaming the model's reply, and every event over SSE with
+ids so a client can reconnect and miss nothing.
+
+Errors always have the shape `{"error": {"code", "message", "details"}}`.
+Every `/v1` response that passed authentication carries `X-RateLimit-Limit`,
+`X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds); a request
+refused before that (401) has none. Every response carries `X-Request-ID`.
+
+Where the contract is silent, this server:
+- answers 201 with `Location` on session creation; an empty body is allowed;
+- lists sessions with `nextCursor` (opaque) and messages with `hasMore`;
+- ends a turn's stream after `session.idle` (a failed turn sends `error`, then `session.idle`);
+- sends `message.assistant` with `isPartial: false` once per text block of a turn,
+  carrying that block's whole text; `message.complete` carries the whole message;
+- resumes a paused session's sandbox to serve its files;
+- answers `409 SESSION_TERMINATED` for messages, pause, resume and files of a deleted session,
+  and 200 for interrupt and delete (idempotent);
+- answers `409 SESSION_FAILED` for the same calls on a session in status `error` (its sandbox
+  could not be created, or was lost with no snapshot): its history stays readable;
+  `502 SANDBOX_ERROR` is for a provider failure during the request itself.
+"""
+
+
+def open_sandbox_provider(settings: Settings) -> SandboxProvider:
+    """The provider the settings name: ``local`` (a workspace per session) or ``modal``."""
+    if settings.sandbox_provider == "modal":
+        from sandbox.modal_provider import ModalSandboxProvider
+
+        return ModalSandboxProvider(settings)
+    from sandbox.local import LocalSandboxProvider
+
+    return LocalSandboxProvider(
+        settings.data_dir / "sandboxes",
+        # The server's own files (database, config with keys) stay out of sight
+        # wherever they live.
+        hidden_paths=[settings.data_dir, settings.config_dir],
+        network=settings.local_sandbox_network is not False,
+    )
+
+
+def open_agent(settings: Settings) -> Any:
+    """The agent loop; the anthropic SDK is imported in the background (it is slow)."""
+    from backend.agent.lazy import LazyAgentLoop
+
+    agent = LazyAgentLoop(settings)
+    agent.warm()
+    return agent
+
+
+async def _migrate_with_retry(store: Store, attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            applied = await store.migrate()
+        except StoreUnavailable:
+            if attempt == attempts - 1:
+                raise
+            log.warning("database unreachable at start-up; retrying (%d/%d)", attempt + 1, attempts)
+            await asyncio.sleep(1.0)
+            continue
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        return
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer key on every /v1 operation of the OpenAPI document.
+
+    Authentication is a plain dependency (cheaper per request than FastAPI's
+    security classes), so the document is told about it here.
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: `Authorization: Bearer aa_<live|test>_<32 characters>`",
+                }
+            }
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"ApiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    limiter: RateLimiter | None = None,
+    provider: SandboxProvider | None = None,
+    agent: Any | None = None,
+) -> FastAPI:
+    """The ASGI app. Services not given are opened from ``settings`` at start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            the_store = store or open_store(settings)
+            stack.push_async_callback(the_store.close)
+            await _migrate_with_retry(the_store)
+            the_limiter = limiter or open_rate_limiter(settings)
+            stack.push_async_callback(the_limiter.close)
+            the_provider = provider or open_sandbox_provider(settings)
+            stack.push_async_callback(the_provider.close)
+            the_agent = agent or open_agent(settings)
+            stack.push_async_callback(the_agent.aclose)
+            registry = SessionRegistry(ActorDeps(settings, the_store, the_provider, the_agent))
+            app.state.services = Services(
+                settings=settings,
+                store=the_store,
+                verifier=KeyVerifier(the_store, ttl=settings.key_cache_ttl_seconds),
+                limiter=the_limiter,
+                provider=the_provider,
+                registry=registry,
+            )
+            await registry.start()
+            stack.push_async_callback(registry.close)
+            log.info(
+                "ready: store=%s limiter=%s sandbox=%s (%s)",
+                type(the_store).__name__,
+                type(the_limiter).__name__,
+                the_provider.name,
+                the_provider.isolation,
+            )
+            yield
+
+    app = FastAPI(
+        title="agent-tui Agent API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+        # No OpenTelemetry here; left on, FastAPI checks for providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    _document_security(app)
+    install_error_handlers(app)
+    for module in (health, keys, sessions, usage):
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,280 @@
+"""HTTP shapes of the contract (request bodies and responses), camelCase on the wire.
+
+Imported by the server (validation, OpenAPI) and by the Python client (parsing),
+so there is one definition of each.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from backend.records import ApiKey, MessageRecord, SessionRecord
+
+REPO_PATTERN = re.compile(r"^(?:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|https://[^\s]+)$")
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 UTC with a ``Z``, millisecond precision."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Wire(BaseModel):
+    """Base of every wire model: camelCase aliases, snake_case attributes."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class StrictBody(Wire):
+    """A request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---- errors
+
+
+class ErrorDetail(Wire):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(Wire):
+    error: ErrorDetail
+
+
+# ---- health
+
+
+class Health(Wire):
+    status: str
+    version: str
+    timestamp: str
+
+
+# ---- keys
+
+
+class KeyCreate(StrictBody):
+    name: str = Field(min_length=1, max_length=200)
+    environment: Literal["live", "test"] = "live"
+    scopes: list[Literal["sessions", "admin"]] = Field(
+        default_factory=lambda: ["sessions"], min_length=1
+    )
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("expiresAt must be in the future")
+        return value
+
+
+class KeyOut(Wire):
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    last4: str
+    environment: str
+    scopes: list[str]
+    created_at: str
+    last_used_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(
+            id=key.id,
+            user_id=key.user_id,
+            name=key.name,
+            prefix=key.prefix,
+            last4=key.last4,
+            environment=key.environment,
+            scopes=key.scopes,
+            created_at=iso(key.created_at) or "",
+            last_used_at=iso(key.last_used_at),
+            expires_at=iso(key.expires_at),
+            revoked_at=iso(key.revoked_at),
+        )
+
+
+class KeyCreated(KeyOut):
+    key: str  # the full key, shown this once
+
+
+class KeyList(Wire):
+    keys: list[KeyOut]
+
+
+# ---- sessions
+
+
+class SessionCreate(StrictBody):
+    repo: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=REPO_PATTERN.pattern,
+        description="`owner/repo` (GitHub) or an https git URL",
+    )
+    git_token: str | None = Field(default=None, max_length=1000)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
+
+
+class SessionPatch(StrictBody):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class SandboxInfo(Wire):
+    provider: str
+    state: str
+    id: str | None
+
+
+class SessionUsage(Wire):
+    input_tokens: int
+    output_tokens: int
+    sandbox_seconds: float
+    messages: int
+
+
+class SessionOut(Wire):
+    id: str
+    status: str
+    title: str | None
+    repo: str | None
+    model: str
+    created_at: str
+    last_activity_at: str
+    sandbox: SandboxInfo
+    usage: SessionUsage
+    error: dict[str, Any] | None = None
+    last_event_id: int = 0
+
+    @classmethod
+    def of(cls, s: SessionRecord) -> SessionOut:
+        return cls(
+            id=s.id,
+            status=s.status,
+            title=s.title,
+            repo=s.repo,
+            model=s.model,
+            created_at=iso(s.created_at) or "",
+            last_activity_at=iso(s.last_activity_at) or "",
+            sandbox=SandboxInfo(
+                provider=s.sandbox_provider, state=s.sandbox_state, id=s.sandbox_id
+            ),
+            usage=SessionUsage(
+                input_tokens=s.input_tokens,
+                output_tokens=s.output_tokens,
+                sandbox_seconds=round(s.sandbox_seconds, 3),
+                messages=s.message_count,
+            ),
+            error=s.error,
+            last_event_id=s.last_seq,
+        )
+
+
+class SessionList(Wire):
+    sessions: list[SessionOut]
+    next_cursor: str | None
+
+
+class SessionStatus(Wire):
+    id: str
+    status: str
+
+
+class MessageSend(StrictBody):
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class ToolCallOut(Wire):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    result: str | None
+    is_error: bool
+
+
+class MessageOut(Wire):
+    id: str
+    role: str
+    content: str
+    tool_calls: list[ToolCallOut]
+    created_at: str
+    stop_reason: str | None
+    usage: dict[str, int] | None
+
+    @classmethod
+    def of(cls, m: MessageRecord) -> MessageOut:
+        return cls(
+            id=m.id,
+            role=m.role,
+            content=m.content,
+            tool_calls=[
+                ToolCallOut(
+                    id=t.id,
+                    name=t.name,
+                    arguments=t.arguments,
+                    result=t.result,
+                    is_error=t.is_error,
+                )
+                for t in m.tool_calls
+            ],
+            created_at=iso(m.created_at) or "",
+            stop_reason=m.stop_reason,
+            usage=m.usage,
+        )
+
+
+class MessageList(Wire):
+    messages: list[MessageOut]
+    has_more: bool
+
+
+class FileEntryOut(Wire):
+    name: str
+    path: str
+    is_directory: bool
+    size: int
+
+
+class FileList(Wire):
+    files: list[FileEntryOut]
+
+
+class LogList(Wire):
+    logs: list[str]
+
+
+# ---- usage
+
+
+class UsageDay(Wire):
+    date: str
+    event_type: str
+    quantity: float
+
+
+class UsageOut(Wire):
+    by_type: dict[str, float]
+    by_day: list[UsageDay]

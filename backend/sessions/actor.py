@@ -1,0 +1,618 @@
+"""``SessionActor``: the one owner of a session's state, sandbox and event stream.
+
+Every command (send a message, interrupt, pause, resume, rename, terminate) is
+a method here, serialised by the actor's mailbox lock, so two turns never race
+and the stored state has a single writer. A turn runs as a task of its own so
+that ``interrupt`` can reach it while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from backend import events as ev
+from backend.agent.types import ModelError, TurnResult
+from backend.errors import (
+    ApiError,
+    SandboxError,
+    SessionBusy,
+    SessionFailed,
+    SessionTerminated,
+    StoreUnavailable,
+)
+from backend.records import (
+    ERROR,
+    IDLE,
+    PAUSED,
+    RUNNING,
+    STARTING,
+    TERMINATED,
+    MessageRecord,
+    SessionRecord,
+    ToolCall,
+    UsageRecord,
+    new_id,
+    utcnow,
+)
+from backend.sessions.eventlog import EventLog
+from backend.settings import Settings
+from backend.store.base import Store
+from sandbox.base import FileEntry, Sandbox, SandboxProvider, SnapshotLost
+
+log = logging.getLogger("agent_tui.sessions")
+
+
+@dataclass
+class ActorDeps:
+    """What every actor needs; built once by the registry."""
+
+    settings: Settings
+    store: Store
+    provider: SandboxProvider
+    agent: Any  # backend.agent.loop.AgentLoop (imported lazily: it pulls in the SDK)
+
+
+class SessionActor:
+    """Owns one session. Create with ``SessionActor.load`` or via the registry."""
+
+    def __init__(self, record: SessionRecord, deps: ActorDeps) -> None:
+        self.record = record
+        self._deps = deps
+        self._store = deps.store
+        self._provider = deps.provider
+        self._settings = deps.settings
+        self.events = EventLog(
+            record.id,
+            store=deps.store,
+            last_seq=record.last_seq,
+            buffer_size=deps.settings.event_buffer_size,
+            follower_queue_size=deps.settings.follower_queue_size,
+        )
+        self._mailbox = asyncio.Lock()
+        self._sandbox: Sandbox | None = None
+        self._sandbox_started: float | None = None
+        self._turn: asyncio.Task[None] | None = None
+        self._setup: asyncio.Task[None] | None = None
+        self._logs: collections.deque[str] = collections.deque(maxlen=500)
+        self.last_used = time.monotonic()
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def busy(self) -> bool:
+        """A turn or the sandbox setup is running."""
+        return self.record.status in (STARTING, RUNNING)
+
+    def _log(self, line: str) -> None:
+        self._logs.append(f"{utcnow().isoformat(timespec='seconds')} {line}")
+
+    async def _save(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            setattr(self.record, name, value)
+        changes["last_seq"] = self.record.last_seq = self.events.last_seq
+        await self._store.update_session(self.id, changes)
+
+    async def _emit(self, type_: str, data: dict[str, Any] | None = None) -> ev.Event:
+        self.last_used = time.monotonic()
+        event = await self.events.publish(
+            type_, data if data is not None else {"sessionId": self.id}
+        )
+        # In memory at once (clients read it as lastEventId); stored with the next save.
+        self.record.last_seq = event.seq
+        return event
+
+    def view(self) -> SessionRecord:
+        """The session as clients should see it now: the running sandbox's time included."""
+        if self._sandbox_started is None:
+            return self.record
+        running = time.monotonic() - self._sandbox_started
+        return dataclasses.replace(
+            self.record, sandbox_seconds=self.record.sandbox_seconds + running
+        )
+
+    async def _set_status(self, status: str, event_type: str | None, **changes: Any) -> None:
+        await self._save(status=status, last_activity_at=utcnow(), **changes)
+        if event_type:
+            await self._emit(event_type)
+
+    def _check_usable(self) -> None:
+        """Refuse work on a deleted or failed session (history stays readable)."""
+        if self.record.status == TERMINATED:
+            raise SessionTerminated(details={"sessionId": self.id})
+        if self.record.status == ERROR:
+            error = self.record.error or {"code": "SANDBOX_ERROR", "message": "The session failed"}
+            raise SessionFailed(
+                f"{error['message']}. The session cannot run anything more; start a new one.",
+                details={"sessionId": self.id, "status": ERROR, "error": error},
+            )
+
+    def _check_not_busy(self) -> None:
+        self._check_usable()
+        if self.busy:
+            raise SessionBusy(
+                "The session is busy"
+                if self.record.status == RUNNING
+                else "The session is still starting",
+                details={"sessionId": self.id, "status": self.record.status},
+            )
+
+    async def _usage(self, event_type: str, quantity: float) -> None:
+        await self._store.add_usage(
+            [UsageRecord(new_id(), self.record.user_id, event_type, quantity, utcnow(), self.id)]
+        )
+
+    # ------------------------------------------------------------------ set-up
+
+    def start_setup(self, *, repo: str | None, git_token: str | None) -> None:
+        """Create the sandbox in the background (status ``starting`` until then)."""
+        self._setup = asyncio.create_task(self._run_setup(repo, git_token), name=f"setup-{self.id}")
+
+    async def _run_setup(self, repo: str | None, git_token: str | None) -> None:
+        async def progress(message: str) -> None:
+            await self._emit(ev.SESSION_PROGRESS, {"message": message})
+
+        try:
+            await self._save(sandbox_state="starting")
+            sandbox = await self._provider.create(
+                self.id, repo=repo, git_token=git_token, on_progress=progress
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._fail("SANDBOX_ERROR", _sandbox_message(exc, "Could not create the sandbox"))
+            return
+        finally:
+            git_token = None
+        self._attach(sandbox)
+        await self._save(sandbox_id=sandbox.id, sandbox_state="ready")
+        await self._set_status(IDLE, ev.SESSION_READY)
+        self._log(f"sandbox {sandbox.id} ready")
+
+    async def wait_setup(self) -> None:
+        """Wait for the background set-up (tests, and the create-with-progress stream)."""
+        if self._setup is not None:
+            await asyncio.shield(self._setup)
+
+    def _attach(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._sandbox_started = time.monotonic()
+
+    async def _detach_sandbox(self) -> None:
+        """Account the sandbox's running time and forget the handle."""
+        if self._sandbox_started is not None:
+            seconds = time.monotonic() - self._sandbox_started
+            self._sandbox_started = None
+            await self._save(sandbox_seconds=self.record.sandbox_seconds + seconds)
+            await self._usage("sandbox.seconds", round(seconds, 3))
+        self._sandbox = None
+
+    async def _fail(self, code: str, message: str) -> None:
+        self._log(f"session error {code}: {message}")
+        await self._save(
+            status=ERROR, sandbox_state="error", error={"code": code, "message": message}
+        )
+        await self._emit(ev.SESSION_ERROR, {"code": code, "message": message})
+
+    async def _ensure_sandbox(self) -> Sandbox:
+        """A running sandbox: reattach after a restart, or resume a paused one."""
+        if self._sandbox is not None:
+            return self._sandbox
+        rec = self.record
+        if rec.sandbox_id and rec.sandbox_state == "ready":
+            try:
+                sandbox = await self._provider.attach(self.id, rec.sandbox_id)
+            except Exception as exc:
+                raise SandboxError(
+                    _sandbox_message(exc, "Could not reattach to the sandbox")
+                ) from exc
+            if sandbox is not None:
+                self._attach(sandbox)
+                return sandbox
+            self._log(f"sandbox {rec.sandbox_id} is gone")
+        if rec.snapshot_id:
+            await self._resume_from_snapshot()
+            assert self._sandbox is not None
+            return self._sandbox
+        if rec.sandbox_id and rec.sandbox_state == "ready":
+            message = "The sandbox stopped and no snapshot was taken: its workspace is lost"
+            await self._fail("SANDBOX_LOST", message)
+            raise SandboxError(message, details={"sessionId": self.id})
+        raise SandboxError("The session has no sandbox", details={"sessionId": self.id})
+
+    async def _resume_from_snapshot(self) -> None:
+        snapshot_id = self.record.snapshot_id
+        assert snapshot_id is not None
+        await self._save(sandbox_state="resuming")
+        try:
+            sandbox = await self._provider.resume(self.id, snapshot_id)
+        except SnapshotLost as exc:
+            await self._fail("SNAPSHOT_LOST", exc.message)
+            raise
+        except Exception as exc:
+            message = _sandbox_message(exc, "Could not resume the sandbox")
+            await self._save(sandbox_state="paused")
+            raise SandboxError(message, details={"sessionId": self.id}) from exc
+        self._attach(sandbox)
+        await self._save(sandbox_id=sandbox.id, sandbox_state="ready", snapshot_id=None)
+        self._log(f"sandbox {sandbox.id} resumed from {snapshot_id}")
+
+    # ------------------------------------------------------------------ turns
+
+    async def send_message(self, content: str) -> tuple[str, ev.Event]:
+        """Start a turn; return the assistant message id and the ``session.running``
+        event (followers subscribed before the call see every event of the turn)."""
+        async with self._mailbox:
+            self._check_not_busy()
+            was_paused = self.record.status == PAUSED
+            running = await self._emit(ev.SESSION_RUNNING)
+            await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+            try:
+                await self._ensure_sandbox()
+            except ApiError as exc:
+                await self._emit(ev.ERROR, exc.body()["error"])
+                if self.record.status == RUNNING:
+                    await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
+                elif self.record.status == ERROR:
+                    await self._emit(ev.SESSION_IDLE)
+                raise
+            if was_paused:
+                await self._emit(ev.SESSION_RESUMED)
+            message_id = new_id()
+            self._turn = asyncio.create_task(
+                self._run_turn(content, message_id), name=f"turn-{self.id}"
+            )
+            return message_id, running
+
+    async def _run_turn(self, content: str, message_id: str) -> None:
+        now = utcnow()
+        user = MessageRecord(
+            id=new_id(),
+            session_id=self.id,
+            role="user",
+            content=content,
+            created_at=now,
+            model_messages=[{"role": "user", "content": [{"type": "text", "text": content}]}],
+        )
+        assistant = MessageRecord(
+            id=message_id, session_id=self.id, role="assistant", content="", created_at=now
+        )
+        try:
+            history = await self._history()
+            await self._store.add_message(user)
+            await self._store.add_message(assistant)
+            await self._save(message_count=self.record.message_count + 2)
+            await self._usage("message.sent", 1)
+            await self._emit(ev.MESSAGE_USER, {"messageId": user.id, "content": content})
+            observer = _TurnObserver(self, assistant)
+            try:
+                result = await self._deps.agent.run_turn(
+                    history=history,
+                    user_content=content,
+                    system_prompt=self.record.system_prompt,
+                    model=self.record.model,
+                    sandbox=self._sandbox,
+                    observer=observer,
+                )
+            except ModelError as exc:
+                await observer.drain()
+                if exc.partial is not None:
+                    await observer.on_step(exc.partial)
+                await self._finish_turn(assistant, exc.partial, stop_reason="error")
+                await self._emit(
+                    ev.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
+                )
+                self._log(f"turn failed: {exc.code} {exc.message}")
+            else:
+                task = asyncio.current_task()
+                if result.stop_reason == "interrupted" and task is not None and task.cancelling():
+                    # The loop absorbed the interrupt; clear it so later awaits run normally.
+                    task.uncancel()
+                await observer.drain()
+                await self._finish_turn(assistant, result, stop_reason=result.stop_reason)
+        except asyncio.CancelledError:
+            # Cancelled outside the agent loop (terminate, shutdown): nothing more to say.
+            raise
+        except StoreUnavailable as exc:
+            self._log(f"turn failed: database unavailable: {exc.message}")
+            with contextlib.suppress(Exception):
+                await self._emit(ev.ERROR, exc.body()["error"])
+        except Exception as exc:
+            log.exception("turn failed in session %s", self.id)
+            self._log(f"turn failed: internal error: {type(exc).__name__}")
+            with contextlib.suppress(Exception):
+                await self._emit(
+                    ev.ERROR,
+                    {
+                        "code": "INTERNAL_ERROR",
+                        "message": "The turn failed unexpectedly",
+                        "details": {},
+                    },
+                )
+        finally:
+            if self.record.status == RUNNING:
+                with contextlib.suppress(Exception):
+                    await self._set_status(IDLE, ev.SESSION_IDLE)
+            self._turn = None
+
+    async def _history(self) -> list[dict[str, Any]]:
+        history: list[dict[str, Any]] = []
+        for message in await self._store.list_messages(self.id):
+            history.extend(message.model_messages)
+        # Stored as it happened; the agent loop repairs what it sends (a crash between a
+        # tool_use and its result leaves one unanswered).
+        return history
+
+    async def _finish_turn(
+        self, assistant: MessageRecord, result: TurnResult | None, *, stop_reason: str
+    ) -> None:
+        result = result or TurnResult(stop_reason=stop_reason, text="")
+        usage = result.usage
+        assistant.content = result.text
+        assistant.tool_calls = result.tool_calls
+        assistant.stop_reason = stop_reason
+        assistant.usage = usage.to_json()
+        assistant.model_messages = list(result.model_messages)
+        await self._store.update_message(
+            assistant.id,
+            {
+                "content": assistant.content,
+                "tool_calls": assistant.tool_calls,
+                "stop_reason": stop_reason,
+                "usage": assistant.usage,
+                "model_messages": assistant.model_messages,
+            },
+        )
+        await self._save(
+            input_tokens=self.record.input_tokens
+            + usage.input_tokens
+            + usage.cache_creation_tokens,
+            output_tokens=self.record.output_tokens + usage.output_tokens,
+            cache_read_tokens=self.record.cache_read_tokens + usage.cache_read_tokens,
+            last_activity_at=utcnow(),
+        )
+        records = [
+            UsageRecord(new_id(), self.record.user_id, kind, qty, utcnow(), self.id)
+            for kind, qty in (
+                ("tokens.input", usage.input_tokens + usage.cache_creation_tokens),
+                ("tokens.output", usage.output_tokens),
+                ("tokens.cache_read", usage.cache_read_tokens),
+            )
+            if qty
+        ]
+        if records:
+            await self._store.add_usage(records)
+        if stop_reason != "error":
+            await self._emit(
+                ev.MESSAGE_COMPLETE,
+                {
+                    "messageId": assistant.id,
+                    "role": "assistant",
+                    "content": assistant.content,
+                    "stopReason": stop_reason,
+                    "usage": assistant.usage,
+                },
+            )
+        self._log(f"turn {assistant.id} ended: {stop_reason}")
+
+    async def interrupt(self) -> bool:
+        """Stop the running turn, if any; return whether one was running."""
+        turn = self._turn
+        if turn is None or turn.done():
+            return False
+        turn.cancel()
+        # The agent loop turns the cancellation into stop_reason "interrupted" and the
+        # turn task ends normally after message.complete and session.idle.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(turn)
+        return True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def pause(self, *, auto: bool = False) -> None:
+        """Snapshot the sandbox and stop it (status ``paused``)."""
+        async with self._mailbox:
+            self._check_not_busy()
+            if self.record.status == PAUSED:
+                return
+            sandbox = await self._ensure_sandbox()
+            await self._save(sandbox_state="pausing")
+            try:
+                snapshot_id = await self._provider.pause(sandbox)
+            except Exception as exc:
+                await self._save(sandbox_state="ready")
+                raise SandboxError(_sandbox_message(exc, "Could not pause the sandbox")) from exc
+            await self._detach_sandbox()
+            await self._set_status(
+                PAUSED, ev.SESSION_PAUSED, sandbox_state="paused", snapshot_id=snapshot_id
+            )
+            self._log(f"paused{' (idle)' if auto else ''}: snapshot {snapshot_id}")
+
+    async def resume(self) -> None:
+        """Start the sandbox from its snapshot (status ``idle``)."""
+        async with self._mailbox:
+            self._check_not_busy()
+            if self.record.status != PAUSED:
+                return
+            await self._ensure_sandbox()
+            await self._set_status(IDLE, ev.SESSION_RESUMED)
+
+    async def rename(self, title: str) -> None:
+        async with self._mailbox:
+            await self._save(title=title)
+
+    async def terminate(self) -> None:
+        """Stop everything and drop the sandbox; history stays readable. Idempotent."""
+        await self.interrupt()
+        if self._setup is not None and not self._setup.done():
+            self._setup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._setup
+        async with self._mailbox:
+            if self.record.status == TERMINATED:
+                return
+            try:
+                await self._provider.terminate(
+                    self.id, self.record.sandbox_id, self.record.snapshot_id
+                )
+            except Exception as exc:
+                # The session ends anyway; the periodic sweep retries the clean-up.
+                self._log(f"terminate failed, left to the sweep: {_sandbox_message(exc, 'error')}")
+            await self._detach_sandbox()
+            await self._set_status(TERMINATED, ev.SESSION_TERMINATED, sandbox_state="terminated")
+
+    async def close(self) -> None:
+        """Drop from memory (server shutdown, idle eviction): the sandbox keeps running."""
+        for task in (self._turn, self._setup):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # ------------------------------------------------------------------ files and logs
+
+    async def list_files(self, path: str) -> list[FileEntry]:
+        sandbox = await self._sandbox_for_files()
+        return await sandbox.list_dir(path)
+
+    async def read_file(self, path: str) -> bytes:
+        sandbox = await self._sandbox_for_files()
+        return await sandbox.read_file(path)
+
+    async def _sandbox_for_files(self) -> Sandbox:
+        self._check_usable()
+        if self._sandbox is not None:
+            return self._sandbox
+        if self.record.status == STARTING:
+            raise SessionBusy(
+                "The session is still starting", details={"sessionId": self.id, "status": STARTING}
+            )
+        async with self._mailbox:
+            was_paused = self.record.status == PAUSED
+            sandbox = await self._ensure_sandbox()
+            if was_paused:
+                await self._set_status(IDLE, ev.SESSION_RESUMED)
+            return sandbox
+
+    async def logs(self, tail: int) -> list[str]:
+        try:
+            provider_lines = await self._provider.logs(self.id, self.record.sandbox_id, tail)
+        except Exception as exc:
+            provider_lines = [f"(sandbox logs unavailable: {_sandbox_message(exc, 'error')})"]
+        lines = [f"[agent] {line}" for line in self._logs] + [
+            f"[sandbox] {line}" for line in provider_lines
+        ]
+        return lines[-tail:] if tail else []
+
+    def follow(self, after_seq: int) -> AsyncIterator[bytes]:
+        """SSE frames of this session after ``after_seq``, following live."""
+        return self.events.frames(after_seq, keepalive=self._settings.keepalive_seconds)
+
+    @property
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_used
+
+
+class _TurnObserver:
+    """Turns the agent loop's callbacks into events and persisted steps.
+
+    Text deltas are published from a task that runs when the turn next waits
+    for the network: deltas parsed from one read of the model's stream go out
+    as one ``message.assistant`` fragment. A paced stream keeps one event per
+    delta; a burst (a model faster than its readers, a loaded server) costs
+    one event instead of dozens, with no added wait.
+    """
+
+    def __init__(self, actor: SessionActor, assistant: MessageRecord) -> None:
+        self._actor = actor
+        self._assistant = assistant
+        self._pending: list[str] = []
+        self._flush: asyncio.Task[None] | None = None
+
+    async def on_text_delta(self, text: str) -> None:
+        self._pending.append(text)
+        if self._flush is None:
+            self._flush = asyncio.create_task(self._publish_pending())
+
+    async def _publish_pending(self) -> None:
+        self._flush = None
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            await self._actor._emit(
+                ev.MESSAGE_ASSISTANT,
+                {"messageId": self._assistant.id, "content": text, "isPartial": True},
+            )
+
+    async def drain(self) -> None:
+        """Publish pending text now: every other event comes after it."""
+        flush = self._flush
+        if flush is not None:
+            # Shielded: an interrupt must not drop text already received.
+            await asyncio.shield(flush)
+        if self._pending:
+            await self._publish_pending()
+
+    async def on_text_done(self, text: str) -> None:
+        await self.drain()
+        await self._actor._emit(
+            ev.MESSAGE_ASSISTANT,
+            {"messageId": self._assistant.id, "content": text, "isPartial": False},
+        )
+
+    async def on_tool_call(self, call: ToolCall) -> None:
+        await self.drain()
+        await self._actor._emit(
+            ev.MESSAGE_TOOL,
+            {
+                "messageId": self._assistant.id,
+                "toolId": call.id,
+                "toolName": call.name,
+                "status": "calling",
+                "arguments": call.arguments,
+            },
+        )
+
+    async def on_tool_result(self, call: ToolCall) -> None:
+        await self.drain()
+        await self._actor._emit(
+            ev.MESSAGE_TOOL,
+            {
+                "messageId": self._assistant.id,
+                "toolId": call.id,
+                "toolName": call.name,
+                "status": "result",
+                "arguments": call.arguments,
+                "result": call.result,
+                "isError": call.is_error,
+            },
+        )
+
+    async def on_step(self, result: TurnResult) -> None:
+        # Persist the turn so far: a restarted server continues from here.
+        await self._actor._store.update_message(
+            self._assistant.id,
+            {
+                "content": result.text,
+                "tool_calls": result.tool_calls,
+                "model_messages": list(result.model_messages),
+            },
+        )
+
+
+def _sandbox_message(exc: BaseException, fallback: str) -> str:
+    """A message a user can act on, without internals."""
+    if isinstance(exc, ApiError):
+        return exc.message
+    return f"{fallback}: {type(exc).__name__}"

@@ -1,0 +1,184 @@
+"""Issue 2's figures: authenticated ``GET /v1/keys`` against ``GET /health`` on the same
+server, 32 connections, with SQLite + memory limiter and with PostgreSQL + Upstash (shim).
+
+The server is pinned to CPU 0 and the load generator (wrk) to CPU 1, as in the
+stack notes. The rate limit is raised so the benchmark measures the path, not 429s.
+
+    python -m bench.bench_auth [--seconds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+
+from bench.common import BIN, ROOT, free_port, serve, table
+
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 10.0
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if match is None:
+        raise RuntimeError(f"unexpected wrk latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(
+    url: str, seconds: int, headers: dict[str, str], connections: int = 32
+) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) from wrk on CPU 1."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    if "Requests/sec" not in out or "Latency Distribution" not in out:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(
+            f"{non2xx.group(1)} non-2xx answers from {url}: the benchmark would be wrong"
+        )
+    return rps, p50, p99
+
+
+def run_config(name: str, env: dict[str, str], seconds: int) -> list[list[object]]:
+    env = {**env, "RATE_LIMIT_DEFAULT": "100000000/60"}
+    auth = {}
+    with serve(env, cpu=0) as server:
+        auth = {"Authorization": f"Bearer {server.key}"}
+        wrk(f"{server.url}/health", 1, {})  # warm-up
+        wrk(f"{server.url}/v1/keys", 1, auth)
+        health = wrk(f"{server.url}/health", seconds, {})
+        keys = wrk(f"{server.url}/v1/keys", seconds, auth)
+        single = wrk(f"{server.url}/v1/keys", seconds, auth, connections=1)
+    ratio = keys[0] / health[0]
+    return [
+        [
+            name,
+            "GET /health",
+            "32",
+            f"{health[0]:,.0f}",
+            f"{health[1]:.2f}",
+            f"{health[2]:.2f}",
+            "",
+        ],
+        [
+            name,
+            "GET /v1/keys (auth + limit)",
+            "32",
+            f"{keys[0]:,.0f}",
+            f"{keys[1]:.2f}",
+            f"{keys[2]:.2f}",
+            f"{ratio:.2f}×",
+        ],
+        [
+            name,
+            "GET /v1/keys (auth + limit)",
+            "1",
+            f"{single[0]:,.0f}",
+            f"{single[1]:.2f}",
+            f"{single[2]:.2f}",
+            "",
+        ],
+    ]
+
+
+@contextlib.contextmanager
+def upstash_shim_process() -> Iterator[tuple[str, str]]:
+    """The Upstash shim in its own process on CPU 1 (beside wrk), in front of the real Redis."""
+    port, token = free_port(), secrets.token_urlsafe(16)
+    cmd = [
+        str(BIN / "uvicorn"),
+        "bench.upstash_shim_server:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    proc = subprocess.Popen(cmd, env={**os.environ, "UPSTASH_TOKEN": token}, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.post(
+                    url, json=["PING"], headers={"Authorization": f"Bearer {token}"}, timeout=0.5
+                )
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield url, token
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def _postgres_database() -> tuple[str, str]:
+    name = f"agent_tui_bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'CREATE DATABASE "{name}"'],
+        check=True,
+    )
+    return name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=6)
+    args = parser.parse_args()
+    rows = run_config("SQLite + memory", {}, args.seconds)
+
+    name, dsn = _postgres_database()
+    try:
+        with upstash_shim_process() as (url, token):
+            env = {
+                "DATABASE_URL": dsn,
+                "UPSTASH_REDIS_REST_URL": url,
+                "UPSTASH_REDIS_REST_TOKEN": token,
+                "RATE_LIMIT_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+            }
+            rows += run_config("PostgreSQL + Upstash (shim)", env, args.seconds)
+    finally:
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-qc",
+                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            ]
+        )
+    print(
+        table(
+            f"Auth path, 32 connections, {args.seconds} s each (server on CPU 0, wrk on CPU 1); "
+            f"targets: ratio ≥ {TARGET_RATIO} (SQLite + memory), p99 ≤ {TARGET_P99_MS} ms (PostgreSQL + Upstash)",
+            ["store + limiter", "route", "connections", "req/s", "p50 ms", "p99 ms", "vs /health"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

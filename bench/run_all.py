@@ -1,0 +1,15 @@
+"""Run every benchmark and print their tables: ``make bench``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MODULES = ["bench.bench_auth", "bench.bench_sessions", "bench.bench_tui"]
+
+if __name__ == "__main__":
+    failed = 0
+    for module in MODULES:
+        print(f"\n# {module}\n", flush=True)
+        failed |= subprocess.call([sys.executable, "-m", module, *sys.argv[1:]])
+    raise SystemExit(failed)

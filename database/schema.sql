@@ -1,0 +1,106 @@
+-- agent-tui: the full PostgreSQL schema, equal to applying every file in
+-- database/migrations/postgres/ in order (tests/backend/store/test_migrations.py
+-- checks this). For bootstrapping by hand:
+--
+--     psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f database/schema.sql
+--
+-- It records the migrations it contains in schema_migrations, with their
+-- checksums, so the application's migrate() then finds nothing to apply.
+-- When adding a migration, append its statements and its row here too.
+
+BEGIN;
+
+CREATE TABLE schema_migrations (
+    version     text PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- 001_init
+-- ---------------------------------------------------------------------------
+CREATE TABLE api_keys (
+    id            uuid PRIMARY KEY,
+    user_id       text NOT NULL,
+    name          text NOT NULL,
+    -- SHA-256 hex digest of the full key; the key itself is never stored.
+    key_hash      text NOT NULL UNIQUE,
+    prefix        text NOT NULL,
+    last4         text NOT NULL,
+    environment   text NOT NULL,
+    scopes        text[] NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL,
+    last_used_at  timestamptz,
+    expires_at    timestamptz,
+    revoked_at    timestamptz
+);
+CREATE INDEX api_keys_user_created_idx ON api_keys (user_id, created_at DESC, id DESC);
+
+CREATE TABLE sessions (
+    id                 uuid PRIMARY KEY,
+    user_id            text NOT NULL,
+    -- The key that created the session; no foreign key, keys are only ever revoked.
+    api_key_id         uuid,
+    status             text NOT NULL,
+    title              text,
+    repo               text,
+    model              text NOT NULL,
+    system_prompt      text,
+    sandbox_provider   text NOT NULL DEFAULT 'local',
+    sandbox_id         text,
+    sandbox_state      text NOT NULL DEFAULT 'none',
+    snapshot_id        text,
+    last_seq           bigint NOT NULL DEFAULT 0,
+    input_tokens       bigint NOT NULL DEFAULT 0,
+    output_tokens      bigint NOT NULL DEFAULT 0,
+    cache_read_tokens  bigint NOT NULL DEFAULT 0,
+    sandbox_seconds    double precision NOT NULL DEFAULT 0,
+    message_count      integer NOT NULL DEFAULT 0,
+    error              jsonb,
+    created_at         timestamptz NOT NULL,
+    last_activity_at   timestamptz NOT NULL
+);
+-- Serves the newest-first listing and its (created_at, id) cursor.
+CREATE INDEX sessions_user_created_idx ON sessions (user_id, created_at DESC, id DESC);
+-- Serves the sweeps over every user's sessions in some statuses.
+CREATE INDEX sessions_status_idx ON sessions (status);
+
+CREATE TABLE messages (
+    id              uuid PRIMARY KEY,
+    -- Insertion order: breaks ties between messages with the same created_at.
+    pos             bigint GENERATED ALWAYS AS IDENTITY,
+    session_id      uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    role            text NOT NULL,
+    content         text NOT NULL,
+    tool_calls      jsonb NOT NULL DEFAULT '[]',
+    stop_reason     text,
+    usage           jsonb,
+    model_messages  jsonb NOT NULL DEFAULT '[]',
+    created_at      timestamptz NOT NULL
+);
+CREATE INDEX messages_session_created_idx ON messages (session_id, created_at, pos);
+
+CREATE TABLE events (
+    session_id  uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq         bigint NOT NULL,
+    type        text NOT NULL,
+    data        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+
+CREATE TABLE usage_records (
+    id          uuid PRIMARY KEY,
+    user_id     text NOT NULL,
+    -- No foreign key: usage is kept even if a session is ever deleted.
+    session_id  uuid,
+    event_type  text NOT NULL,
+    quantity    double precision NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX usage_records_user_created_idx ON usage_records (user_id, created_at);
+
+INSERT INTO schema_migrations (version, checksum) VALUES
+    ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2');
+
+COMMIT;

@@ -1,0 +1,198 @@
+"""The sandbox interface, implemented by the local and the Modal providers.
+
+A ``SandboxProvider`` creates, pauses (snapshots), resumes, reattaches and
+terminates ``Sandbox`` handles. A ``Sandbox`` runs commands and reads/writes
+files inside one session's workspace. Paths given to a ``Sandbox`` are relative
+to the workspace root (``""`` or ``"/"`` is the root itself); a path that escapes
+the workspace (``..``, absolute host paths, symlinks leading out) raises
+``SandboxPathError``.
+
+Errors: ``backend.errors.SandboxError`` for provider failures (HTTP 502),
+``SandboxPathError`` (400), ``FileNotFound`` (404), ``IsADirectory`` /
+``NotADirectory`` (400, they are ``ValidationError``s).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from backend.errors import FileNotFound, SandboxError, SandboxPathError, ValidationError
+
+__all__ = [
+    "ExecResult",
+    "FileEntry",
+    "FileNotFound",
+    "IsADirectory",
+    "NotADirectory",
+    "OutputCallback",
+    "ProgressCallback",
+    "Sandbox",
+    "SandboxError",
+    "SandboxPathError",
+    "SandboxProvider",
+    "SnapshotLost",
+    "normalize_relative_path",
+]
+
+# (stream, text) with stream "stdout" or "stderr"
+OutputCallback = Callable[[str, str], Awaitable[None]]
+# a human-readable progress line: "creating sandbox", "cloning owner/repo"
+ProgressCallback = Callable[[str], Awaitable[None]]
+
+
+class IsADirectory(ValidationError):
+    default_message = "Path is a directory"
+
+
+class NotADirectory(ValidationError):
+    default_message = "Path is not a directory"
+
+
+class SnapshotLost(SandboxError):
+    """A paused sandbox's snapshot cannot be restored: the workspace is gone."""
+
+    default_message = "The sandbox snapshot could not be restored"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The outcome of one command."""
+
+    exit_code: int  # -1 when it timed out
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False  # output was cut to the limit
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a directory listing; ``path`` is relative to the workspace root."""
+
+    name: str
+    path: str
+    is_directory: bool
+    size: int
+
+
+def normalize_relative_path(path: str) -> str:
+    """Normalise a client-given workspace path, or raise ``SandboxPathError``.
+
+    ``""``, ``"/"`` and ``"."`` mean the root (returned as ``""``). Absolute paths
+    are refused, as is any ``..`` that climbs out of the root. Symlinks cannot be
+    judged here; each provider checks the resolved path too.
+    """
+    if "\x00" in path:
+        raise SandboxPathError(details={"path": path})
+    if path in ("", "/", "."):
+        return ""
+    if path.startswith("/") or path.startswith("~") or "\\" in path:
+        raise SandboxPathError(details={"path": path})
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise SandboxPathError(details={"path": path})
+        parts.append(part)
+    return posixpath.join(*parts) if parts else ""
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """One session's running sandbox."""
+
+    @property
+    def id(self) -> str:
+        """The provider's id for this sandbox (a directory name, ``sb-...``)."""
+        ...
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the command's own deadline, enforced by the provider
+        on_output: OutputCallback | None = None,
+        max_output_bytes: int = 30_000,
+    ) -> ExecResult:
+        """Run ``command`` with ``bash -lc`` in the workspace root.
+
+        Output is streamed to ``on_output`` as it arrives and kept (up to
+        ``max_output_bytes`` per stream, head and tail, with a note in the middle)
+        in the result. On timeout the process group is killed and ``exit_code`` is
+        -1. If the calling task is cancelled, the process group is killed before
+        ``CancelledError`` propagates: an interrupt leaves no process behind.
+        """
+        ...
+
+    async def read_file(self, path: str) -> bytes: ...
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Create or overwrite, creating parent directories."""
+        ...
+
+    async def list_dir(self, path: str) -> list[FileEntry]:
+        """Entries of a directory, sorted by name."""
+        ...
+
+    async def is_alive(self) -> bool:
+        """Whether the sandbox can still run commands."""
+        ...
+
+
+@runtime_checkable
+class SandboxProvider(Protocol):
+    """Makes and manages sandboxes of one kind (``name`` is "local" or "modal")."""
+
+    name: str
+
+    @property
+    def isolation(self) -> str:
+        """How commands are isolated ("bwrap", "none", "modal"); shown to users."""
+        ...
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        repo: str | None = None,
+        git_token: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sandbox:
+        """Create a sandbox with an empty workspace, or a clone of ``repo``.
+
+        ``git_token`` is used for the clone command only and is never written to
+        the workspace, the environment of later commands, a snapshot or a log.
+        """
+        ...
+
+    async def attach(self, session_id: str, sandbox_id: str) -> Sandbox | None:
+        """Reattach to a sandbox that is still running (after a server restart);
+        None when it is gone."""
+        ...
+
+    async def pause(self, sandbox: Sandbox) -> str:
+        """Snapshot the workspace, stop the sandbox, and return the snapshot id."""
+        ...
+
+    async def resume(self, session_id: str, snapshot_id: str) -> Sandbox:
+        """Start a sandbox from a snapshot; raise ``SnapshotLost`` if it is gone."""
+        ...
+
+    async def terminate(self, session_id: str, sandbox_id: str | None, snapshot_id: str | None) -> None:
+        """Stop the sandbox and drop what it holds (workspace, snapshot). Idempotent."""
+        ...
+
+    async def logs(self, session_id: str, sandbox_id: str | None, tail: int) -> list[str]:
+        """The provider's recent log lines for this sandbox (commands run, errors)."""
+        ...
+
+    async def sweep(self, live_session_ids: set[str]) -> int:
+        """Terminate sandboxes whose session is not in ``live_session_ids``;
+        return how many were terminated."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,107 @@
+"""Shared fixtures: real PostgreSQL and Redis when reachable, isolated per test.
+
+Tests that need a service skip with a reason when it is unreachable, except
+under ``CI=true``, where they fail: a missing service must never silently turn
+a green run into one that tested less.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TEST_PG_USER", "postgres")
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the test with ``reason`` when a requirement is missing; fail under CI=true."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required here, not skipped)")
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    require(_reachable(PG_HOST, PG_PORT), f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
+
+
+def require_redis() -> None:
+    require(
+        _reachable(REDIS_HOST, REDIS_PORT), f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}"
+    )
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    """A DSN to a fresh, empty PostgreSQL database, dropped after the test."""
+    require_postgres()
+    import asyncpg
+
+    name = f"agent_tui_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis; use ``redis_prefix`` for keys and clean up after yourself."""
+    require_redis()
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix; every key under it is deleted after the test."""
+    prefix = f"agent-tui-test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    if not _reachable(REDIS_HOST, REDIS_PORT):
+        return
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the platformdirs data and config dirs at a temporary folder."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("AGENT_TUI_DATA_DIR", str(tmp_path / "data" / "agent-tui"))
+    monkeypatch.setenv("AGENT_TUI_CONFIG_DIR", str(tmp_path / "config" / "agent-tui"))
+    return tmp_path
