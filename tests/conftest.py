@@ -7,8 +7,10 @@ a green run into one that tested less.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +23,17 @@ PG_USER = os.environ.get("TEST_PG_USER", "postgres")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+async def avoid_window_edge(window_seconds: float, margin: float) -> None:
+    """Sleep into the next fixed window when this one ends within ``margin`` seconds.
+
+    A burst that straddles two windows sees the sliding weight drop, which can
+    let one more request in; the tests below count on one window.
+    """
+    left = window_seconds - time.time() % window_seconds
+    if left < margin:
+        await asyncio.sleep(left + 0.01)
 
 
 def _reachable(host: str, port: int) -> bool:

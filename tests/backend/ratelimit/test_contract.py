@@ -10,19 +10,9 @@ import pytest
 from backend.ratelimit import RateLimiter, RateLimitResult
 from backend.ratelimit.memory import MemoryRateLimiter
 from backend.ratelimit.upstash import UpstashRateLimiter
+from tests.conftest import avoid_window_edge
 
 HOUR = 3600
-
-
-async def avoid_window_edge(window_seconds: float, margin: float) -> None:
-    """Sleep into the next fixed window when this one ends within ``margin`` seconds.
-
-    A burst that straddles two windows sees the sliding weight drop, which can
-    let one more request in; the tests below count on one window.
-    """
-    left = window_seconds - time.time() % window_seconds
-    if left < margin:
-        await asyncio.sleep(left + 0.01)
 
 
 def test_both_limiters_satisfy_the_protocol() -> None:
