@@ -49,7 +49,9 @@ async def settle(pilot) -> None:
 
 
 async def still(pilot) -> None:
-    """No focus (so no cursor, blinking or not), no toasts (they time out), and a last frame."""
+    """No focus and no blinking (so no cursor), no toasts (they time out), and a last frame."""
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
     pilot.app.set_focus(None)
     pilot.app.clear_notifications()
     await pilot.pause(0.3)
@@ -79,6 +81,8 @@ def test_main_screen_with_a_finished_turn(snap_compare, size: tuple[int, int]) -
         for session in client.sessions.values():
             session.last_activity_at = CREATED
         app.main_screen.sessions.show_sessions([s.out() for s in client.sessions.values()])
+        # The status line polls the rate limit once a second: show it now, not maybe.
+        app.main_screen._show_rate_limit()
         await still(pilot)
 
     assert snap_compare(AgentApp(FakeConnection(client)), terminal_size=size, run_before=run_before)

@@ -10,14 +10,12 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 EXPLANATION = """\
-agent-tui runs the agent on this machine (embedded mode), and the agent needs a \
-model API to think with. No Anthropic API key is configured: neither \
-ANTHROPIC_API_KEY nor a saved key was found.
+agent-tui runs the agent on this machine (embedded mode) and needs a model \
+API. No Anthropic API key was found: neither ANTHROPIC_API_KEY nor a saved key.
 
-Paste an Anthropic API key below. To use an Anthropic-compatible API instead, \
-also give its base URL (ANTHROPIC_BASE_URL); if it needs no key, type any \
-placeholder. Both are saved to your agent-tui config file, readable only by \
-you (mode 0600), so you are asked once."""
+Paste a key below; for an Anthropic-compatible API, also give its base URL \
+(ANTHROPIC_BASE_URL; any placeholder key if it needs none). Both are saved to \
+your config file, readable only by you, so you are asked once."""
 
 
 class FirstRunScreen(Screen[tuple[str, str] | None]):
@@ -29,18 +27,18 @@ class FirstRunScreen(Screen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="first-run"):
-            with Vertical(classes="dialog"):
+        with Vertical(id="first-run"):
+            with VerticalScroll(classes="dialog"):
                 yield Label("Set up the model", classes="dialog-title")
                 yield Static(EXPLANATION, classes="dialog-body", markup=False)
                 yield Label("Anthropic API key", classes="field-label")
-                yield Input(placeholder="sk-ant-…", password=True, id="anthropic-key")
+                yield Input(placeholder="sk-ant-…", password=True, id="anthropic-key", compact=True)
                 yield Label("Base URL of a compatible API (optional)", classes="field-label")
-                yield Input(placeholder="https://…", id="anthropic-base-url")
+                yield Input(placeholder="https://…", id="anthropic-base-url", compact=True)
                 yield Static("", id="first-run-error", classes="dialog-error")
                 with Horizontal(classes="dialog-buttons"):
-                    yield Button("Quit", id="quit")
-                    yield Button("Save and start", id="save", variant="primary")
+                    yield Button("Quit", id="quit", compact=True)
+                    yield Button("Save and start", id="save", variant="primary", compact=True)
         yield Footer()
 
     @on(Input.Submitted)
