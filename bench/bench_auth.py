@@ -4,7 +4,10 @@ server, 32 connections, with SQLite + memory limiter and with PostgreSQL + Upsta
 The server is pinned to CPU 0 and the load generator (wrk) to CPU 1, as in the
 stack notes. The rate limit is raised so the benchmark measures the path, not 429s.
 
-    python -m bench.bench_auth [--seconds 6]
+    python -m bench.bench_auth [--seconds 6] [--quick]
+
+Needs wrk (Debian: ``apt-get install wrk``) and the PostgreSQL and Redis of the
+test suite.
 """
 
 from __future__ import annotations
@@ -145,7 +148,12 @@ def _postgres_database() -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=6)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="2 s per measurement")
+    args, _unknown = parser.parse_known_args()
+    if args.quick:
+        args.seconds = 2
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_auth needs wrk as its load generator: apt-get install wrk")
     rows = run_config("SQLite + memory", {}, args.seconds)
 
     name, dsn = _postgres_database()

@@ -381,12 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one run of each measurement")
     parser.add_argument("--deltas", type=int, default=2000)
     parser.add_argument("--child-first-screen", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument(
         "--child-fake-model", nargs=2, type=int, metavar=("PORT", "DELTAS"), help=argparse.SUPPRESS
     )
     args, _unknown = parser.parse_known_args(argv)
+    if args.quick:
+        args.runs = 1
     if args.child_first_screen:
         _child_first_screen(args.child_first_screen)
         return 0
