@@ -90,3 +90,35 @@ async def test_in_memory_database(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert not (Path.cwd() / ":memory:").exists()
+
+
+async def test_lookups_on_the_loop_thread_fall_back_when_the_file_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point lookups read on the loop thread with busy_timeout 0 (never waiting
+    there); an SQLITE_BUSY answer sends the read to the threaded reader."""
+    store = SqliteStore(tmp_path / "agent-tui.db")
+    try:
+        await store.migrate()
+        session = make_session()
+        await store.create_session(session)
+        assert await store.get_session(session.id) == session
+        inline = store._inline
+        assert inline is not None  # that lookup used the loop-thread reader
+        assert inline.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+
+        class Busy:
+            calls = 0
+
+            def execute(self, *args: object) -> None:
+                Busy.calls += 1
+                error = sqlite3.OperationalError("database is locked")
+                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                raise error
+
+        monkeypatch.setattr(store, "_inline_connection", Busy)
+        assert await store.get_session(session.id) == session
+        assert await store.list_keys("nobody") == []
+        assert Busy.calls == 2
+    finally:
+        await store.close()
