@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from backend.errors import RateLimiterUnavailable
-from backend.ratelimit.upstash import UpstashRateLimiter
+from backend.ratelimit.upstash import UPSTASH_CONNECTIONS, UpstashRateLimiter
 from tests.conftest import REDIS_HOST, REDIS_PORT
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.upstash_shim import slow_url
 
 TOKEN = "test-token-that-must-not-leak-3f9a7c"
@@ -179,3 +180,25 @@ async def test_close_closes_the_http_client() -> None:
     await limiter.close()
     # The client keeps its httpx client private; this is the only way to look.
     assert limiter._redis._http._client.is_closed
+
+
+async def test_concurrent_hits_share_a_bounded_pool_of_connections(
+    upstash_shim: tuple[str, str], redis_prefix: str
+) -> None:
+    """upstash-redis would open up to 100 connections, and httpcore's pool work
+    grows with them; the limiter keeps UPSTASH_CONNECTIONS."""
+    url, token = upstash_shim
+    host, port = url.removeprefix("http://").split(":")
+    proxy = await TcpProxy(host, int(port)).start()
+    limiter = UpstashRateLimiter(
+        f"http://127.0.0.1:{proxy.port}", token, prefix=redis_prefix, timeout_seconds=20
+    )
+    try:
+        results = await asyncio.gather(
+            *(limiter.hit("alice", limit=1000, window_seconds=3600) for _ in range(60))
+        )
+        assert sorted(r.remaining for r in results) == list(range(940, 1000))
+        assert 1 <= proxy.accepted <= UPSTASH_CONNECTIONS
+    finally:
+        await limiter.close()
+        await proxy.close()
