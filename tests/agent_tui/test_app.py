@@ -371,11 +371,18 @@ async def test_first_run_asks_for_a_model_key_then_starts() -> None:
     connection = FakeConnection(needs_setup=True)
     app = AgentApp(connection)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, FirstRunScreen), what="first run")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, FirstRunScreen) and app.screen.query("#anthropic-key"),
+            what="first run",
+        )
         key_input = app.screen.query_one("#anthropic-key", Input)
         await wait_until(pilot, lambda: app.focused is key_input, what="focus on the key")
         await pilot.press("enter")
-        assert "Enter an API key" in str(app.screen.query_one("#first-run-error").content)
+        error = app.screen.query_one("#first-run-error")
+        await wait_until(
+            pilot, lambda: "Enter an API key" in str(error.content), what="the empty-key error"
+        )
         key_input.value = "sk-ant-test-123456"
         await pilot.press("enter")
         await started(pilot, app)

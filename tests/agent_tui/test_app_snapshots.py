@@ -48,11 +48,12 @@ async def settle(pilot) -> None:
     )
 
 
-async def still(pilot) -> None:
-    """No focus and no blinking (so no cursor), no toasts (they time out), and a last frame."""
+async def still(pilot, *, focus: str | None = None) -> None:
+    """No blinking cursor, the focus on ``focus`` (a selector) or nowhere, no toasts
+    (they time out), and a last frame."""
     for widget in pilot.app.screen.query("Input, TextArea"):
         widget.cursor_blink = False
-    pilot.app.set_focus(None)
+    pilot.app.set_focus(pilot.app.screen.query_one(focus) if focus else None)
     pilot.app.clear_notifications()
     await pilot.pause(0.3)
 
@@ -102,8 +103,16 @@ def test_keys_screen(snap_compare) -> None:
 
 def test_first_run_screen(snap_compare) -> None:
     async def run_before(pilot) -> None:
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, FirstRunScreen))
-        await still(pilot)
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, FirstRunScreen)
+                and pilot.app.screen.query("#anthropic-key")
+            ),
+        )
+        # The screen focuses the key input itself, sometimes after a first frame:
+        # pin it there, as the user sees it.
+        await still(pilot, focus="#anthropic-key")
 
     app = AgentApp(FakeConnection(needs_setup=True))
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -173,8 +173,10 @@ class ChatView(VerticalScroll):
             if message.role == "user":
                 widgets.append(UserMessage(message.content, message_id=message.id))
                 continue
-            # The stored message keeps text and tool calls apart, not their order;
-            # tools first puts the answer where the reader looks next.
+            # A stored assistant message is one model response: its text, then the
+            # tool calls it made (the order the model streamed them in).
+            if message.content.strip():
+                widgets.append(_assistant_message_class()(message.content, message_id=message.id))
             for call in message.tool_calls:
                 block = ToolCallBlock(
                     call.id,
@@ -186,8 +188,6 @@ class ChatView(VerticalScroll):
                 )
                 self._tools[call.id] = block
                 widgets.append(block)
-            if message.content.strip():
-                widgets.append(_assistant_message_class()(message.content, message_id=message.id))
             if message.stop_reason == "interrupted":
                 widgets.append(ChatNotice("Interrupted: the turn was stopped.", "interrupted"))
             elif message.stop_reason == "error":
