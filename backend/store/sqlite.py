@@ -102,6 +102,11 @@ _AIOSQLITE_CLOSED = frozenset({"Connection closed", "no active connection"})
 
 
 @cache
+def _primary_code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of an error (extended codes folded), 0 if none."""
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
+
 def _q(statement: str) -> str:
     """A shared ``$n`` statement in SQLite's ``?n`` style (same positional binding)."""
     return re.sub(r"\$(\d+)", r"?\1", statement)
@@ -349,7 +354,7 @@ class SqliteStore:
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"Constraint violated: {exc}") from exc
         except sqlite3.Error as exc:
-            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            code = _primary_code(exc)
             if code not in _UNAVAILABLE_CODES:
                 raise
             if code in _BROKEN_CODES:
@@ -392,7 +397,7 @@ class SqliteStore:
             try:
                 return self._inline_connection().execute(_q(statement), params).fetchall()
             except sqlite3.OperationalError as exc:
-                if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                if _primary_code(exc) != sqlite3.SQLITE_BUSY:
                     raise
         return await self._read(statement, params)
 
