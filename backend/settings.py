@@ -100,6 +100,10 @@ class Settings:
     # Auth
     key_cache_ttl_seconds: float = 5.0
 
+    # Scale-out: replicas of `serve` share PostgreSQL and this Redis (redis:// or rediss://)
+    redis_url: str = ""
+    replica_id: str = ""  # "" = generated at start-up (host name + pid + random)
+
     # Rate limits
     upstash_redis_rest_url: str = ""
     upstash_redis_rest_token: str = ""
@@ -125,6 +129,11 @@ class Settings:
         if url.startswith("sqlite://"):
             return Path(url[len("sqlite://") :])
         return Path(url)
+
+    @property
+    def uses_redis(self) -> bool:
+        """Replicas mode: events, commands and rate limits go through Redis."""
+        return bool(self.redis_url)
 
     @property
     def uses_upstash(self) -> bool:
@@ -179,6 +188,8 @@ class Settings:
             "upstash_redis_rest_url": ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_URL"),
             "upstash_redis_rest_token": ("UPSTASH_REDIS_REST_TOKEN", "UPSTASH_REDIS_TOKEN"),
             "rate_limit_prefix": ("RATE_LIMIT_PREFIX",),
+            "redis_url": ("REDIS_URL",),
+            "replica_id": ("AGENT_TUI_REPLICA_ID",),
         }
         for attr, names in strings.items():
             value = text(*names)
