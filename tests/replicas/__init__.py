@@ -1,0 +1,1 @@
+"""Scale-out tests: several ``agent-tui serve`` processes on one PostgreSQL and one Redis."""
