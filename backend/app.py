@@ -143,7 +143,14 @@ def create_app(
             the_store = store or open_store(settings)
             stack.push_async_callback(the_store.close)
             await _migrate_with_retry(the_store)
-            the_limiter = limiter or open_rate_limiter(settings)
+            # Replicas mode: one Redis client for the process (limiter, readiness).
+            the_redis = None
+            if settings.uses_redis:
+                from backend.redis_client import open_redis
+
+                the_redis = open_redis(settings.redis_url)
+                stack.push_async_callback(the_redis.aclose)
+            the_limiter = limiter or open_rate_limiter(settings, the_redis)
             stack.push_async_callback(the_limiter.close)
             the_provider = provider or open_sandbox_provider(settings)
             stack.push_async_callback(the_provider.close)
@@ -157,6 +164,7 @@ def create_app(
                 limiter=the_limiter,
                 provider=the_provider,
                 registry=registry,
+                redis=the_redis,
             )
             await registry.start()
             stack.push_async_callback(registry.close)

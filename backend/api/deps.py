@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -28,6 +29,9 @@ from backend.settings import RateLimit, Settings
 from backend.store.base import Store
 from sandbox.base import SandboxProvider
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 log = logging.getLogger("agent_tui.api")
 
 
@@ -41,6 +45,7 @@ class Services:
     limiter: RateLimiter
     provider: SandboxProvider
     registry: SessionRegistry
+    redis: Redis | None = None  # replicas mode (REDIS_URL) only
 
 
 def services(request: Request) -> Services:

@@ -1,4 +1,4 @@
-"""Behaviour both rate limiters share: one sliding-window algorithm, two stores."""
+"""Behaviour every rate limiter shares: one sliding-window algorithm, three stores."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import pytest
 
 from backend.ratelimit import RateLimiter, RateLimitResult
 from backend.ratelimit.memory import MemoryRateLimiter
+from backend.ratelimit.redis import RedisRateLimiter
 from backend.ratelimit.upstash import UpstashRateLimiter
 from tests.conftest import avoid_window_edge
 
 HOUR = 3600
 
 
-def test_both_limiters_satisfy_the_protocol() -> None:
+def test_every_limiter_satisfies_the_protocol() -> None:
+    from backend.redis_client import open_redis
+
     assert isinstance(MemoryRateLimiter(), RateLimiter)
     assert isinstance(UpstashRateLimiter("http://127.0.0.1:1", "t", "p", 0.1), RateLimiter)
+    assert isinstance(RedisRateLimiter(open_redis("redis://127.0.0.1:1")), RateLimiter)
 
 
 async def test_allows_up_to_the_limit_then_refuses(limiter: RateLimiter) -> None:
@@ -104,6 +108,14 @@ def fake_clock(
     clock = FakeClock((int(time.time()) // 10 + 10) * 10)
     if isinstance(limiter, MemoryRateLimiter):
         return MemoryRateLimiter(clock=clock), clock
+    if isinstance(limiter, RedisRateLimiter):
+        redis_limiter = RedisRateLimiter(
+            request.getfixturevalue("redis_client"),
+            prefix=request.getfixturevalue("redis_prefix"),
+            timeout_seconds=20,
+            clock=clock,
+        )
+        return redis_limiter, clock
     import upstash_ratelimit.limiter
 
     monkeypatch.setattr(upstash_ratelimit.limiter, "now_ms", lambda: int(clock() * 1000))
