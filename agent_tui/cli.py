@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from backend.settings import Settings, SettingsError
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(replica_id)s [%(request_id)s] %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:

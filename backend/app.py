@@ -23,6 +23,7 @@ from backend.api.routes import health, keys, sessions, usage
 from backend.auth import KeyVerifier
 from backend.errors import StoreUnavailable
 from backend.ratelimit import RateLimiter, open_rate_limiter
+from backend.replica import configure_replica_id
 from backend.sessions.actor import ActorDeps
 from backend.sessions.registry import SessionRegistry
 from backend.settings import Settings
@@ -39,7 +40,8 @@ ids so a client can reconnect and miss nothing.
 Errors always have the shape `{"error": {"code", "message", "details"}}`.
 Every `/v1` response that passed authentication carries `X-RateLimit-Limit`,
 `X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds); a request
-refused before that (401) has none. Every response carries `X-Request-ID`.
+refused before that (401) has none. Every response carries `X-Request-ID`, and
+`X-Replica-ID`: the id of the server process (replica) that answered.
 
 Where the contract is silent, this server:
 - answers 201 with `Location` on session creation; an empty body is allowed;
@@ -169,7 +171,8 @@ def create_app(
             await registry.start()
             stack.push_async_callback(registry.close)
             log.info(
-                "ready: store=%s limiter=%s sandbox=%s (%s)",
+                "ready: replica=%s store=%s limiter=%s sandbox=%s (%s)",
+                app.state.replica_id,
                 type(the_store).__name__,
                 type(the_limiter).__name__,
                 the_provider.name,
@@ -192,5 +195,10 @@ def create_app(
     install_error_handlers(app)
     for module in (health, keys, sessions, usage):
         app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.replica_id = configure_replica_id(settings.replica_id)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        replica=app.state.replica_id,
+    )
     return app

@@ -62,6 +62,14 @@ class Health(Wire):
     timestamp: str
 
 
+class Readiness(Health):
+    """``/health/ready``: each dependency the replica needs, ``"ok"`` when it answered."""
+
+    checks: dict[str, str] = Field(
+        description='"database" always, "redis" with REDIS_URL set: "ok", "unreachable" or "timeout"'
+    )
+
+
 # ---- keys
 
 

@@ -258,3 +258,11 @@ class Settings:
             raise SettingsError(f"port must be 1..65535; got {self.port}")
         if self.max_body_bytes < 1024:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+        if self.replica_id:
+            from backend.replica import REPLICA_ID_PATTERN
+
+            if not REPLICA_ID_PATTERN.match(self.replica_id):
+                raise SettingsError(
+                    "AGENT_TUI_REPLICA_ID may hold only letters, digits and . _ : - "
+                    f"(at most 128); got {self.replica_id!r}"
+                )

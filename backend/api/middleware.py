@@ -1,9 +1,10 @@
 """The one ASGI middleware in front of every route.
 
 It gives each request an id (the caller's ``X-Request-ID`` when sane), puts it
-on the response and in every log line, enforces the body size limit with the
-contract's 413 body, and copies the rate-limit verdict of ``/v1`` requests onto
-the response headers (errors included).
+on the response and in every log line, names the replica that answered
+(``X-Replica-ID``), enforces the body size limit with the contract's 413 body,
+and copies the rate-limit verdict of ``/v1`` requests onto the response headers
+(errors included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.errors import InternalError, PayloadTooLarge
+from backend.replica import replica_id
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -27,10 +29,11 @@ access_log = logging.getLogger("agent_tui.access")
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every log record (the format string uses it)."""
+    """Adds ``request_id`` and ``replica_id`` to every log record (the format string uses them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.replica_id = replica_id()
         return True
 
 
@@ -60,11 +63,13 @@ async def _send_json(
 
 
 class RequestContextMiddleware:
-    """Request id, body limit, rate-limit headers and the access log."""
+    """Request id, replica id, body limit, rate-limit headers and the access log."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, replica: str = "") -> None:
+        """``replica`` is the ``X-Replica-ID`` of every response (default: ``replica_id()``)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.replica_header = (b"x-replica-id", (replica or replica_id()).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,12 +78,13 @@ class RequestContextMiddleware:
         given = _header(scope, b"x-request-id")
         request_id = given if given and _SANE_ID.match(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        id_header = (b"x-request-id", request_id.encode())
+        # Headers of every response, the middleware's own answers included.
+        id_headers = [(b"x-request-id", request_id.encode()), self.replica_header]
         started = time.perf_counter()
         status_holder = [0]
         try:
             if scope["method"] in _BODY_METHODS:
-                receive = await self._buffer_body(scope, receive, send, id_header)
+                receive = await self._buffer_body(scope, receive, send, id_headers)
                 if receive is None:
                     status_holder[0] = 413
                     return
@@ -87,7 +93,7 @@ class RequestContextMiddleware:
                 if message["type"] == "http.response.start":
                     status_holder[0] = message["status"]
                     headers = list(message.get("headers", ()))
-                    headers.append(id_header)
+                    headers.extend(id_headers)
                     verdict = scope.get("state", {}).get("rate_limit")
                     if verdict is not None:
                         headers.extend(
@@ -110,7 +116,7 @@ class RequestContextMiddleware:
                 )
                 if status_holder[0] == 0:
                     status_holder[0] = 500
-                    await _send_json(send, 500, InternalError().body(), [id_header])
+                    await _send_json(send, 500, InternalError().body(), id_headers)
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
@@ -123,7 +129,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     async def _buffer_body(
-        self, scope: Scope, receive: Receive, send: Send, id_header: tuple[bytes, bytes]
+        self, scope: Scope, receive: Receive, send: Send, id_headers: list[tuple[bytes, bytes]]
     ) -> Receive | None:
         """Read the whole body (bounded) up front; answer 413 and return None if too large."""
         limit = self.max_body_bytes
@@ -132,7 +138,7 @@ class RequestContextMiddleware:
         )
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_json(send, 413, too_large.body(), [id_header])
+            await _send_json(send, 413, too_large.body(), id_headers)
             return None
         chunks: list[bytes] = []
         size = 0
@@ -145,7 +151,7 @@ class RequestContextMiddleware:
             body = message.get("body", b"")
             size += len(body)
             if size > limit:
-                await _send_json(send, 413, too_large.body(), [id_header])
+                await _send_json(send, 413, too_large.body(), id_headers)
                 return None
             chunks.append(body)
             if not message.get("more_body", False):

@@ -52,21 +52,22 @@ async def start_replicas(
 ) -> AsyncIterator[ReplicaFactory]:
     """``await start_replicas(3, env={...})``: a started ``ReplicaSet``, stopped after the test.
 
-    Every set of one test shares the database, the Redis prefix and the model;
-    each set gets its own work directory (data dir and logs).
+    Every set of one test shares the database, the Redis prefix and the model
+    unless the call overrides them (any ``ReplicaSet`` argument, e.g.
+    ``redis_url``); each set gets its own work directory (data dir and logs).
     """
     started: list[ReplicaSet] = []
 
     async def start(count: int = 3, **kwargs: Any) -> ReplicaSet:
-        replicas = ReplicaSet(
-            count,
-            database_url=pg_dsn,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            model_url=replica_model.url,
-            workdir=tmp_path / f"replicas-{len(started)}",
-            **kwargs,
-        )
+        options: dict[str, Any] = {
+            "database_url": pg_dsn,
+            "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
+            "model_url": replica_model.url,
+            "workdir": tmp_path / f"replicas-{len(started)}",
+        }
+        options.update(kwargs)  # e.g. redis_url through a cuttable proxy
+        replicas = ReplicaSet(count, **options)
         started.append(replicas)
         return await replicas.start()
 

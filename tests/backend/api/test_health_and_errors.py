@@ -110,3 +110,27 @@ async def test_unhandled_error_leaks_nothing(api: Api, monkeypatch) -> None:
     assert "secret" not in r.text and "SELECT" not in r.text and "Traceback" not in r.text
     assert error["message"] == "Internal server error"
     assert r.headers["x-request-id"]
+
+
+async def test_every_response_names_the_replica(tmp_path, fake_model) -> None:
+    from tests.backend.api.conftest import api_for, make_settings
+
+    settings = make_settings(tmp_path, fake_model.url, replica_id="eu-1.a")
+    async with api_for(settings, fake_model) as api:
+        key = await api.key()
+        too_large = await api.http.post(
+            "/v1/keys", content=b"x" * (2 * 1024 * 1024), headers=api.auth(key)
+        )
+        for response in (
+            await api.http.get("/health"),
+            await api.http.get("/nope"),
+            await api.http.get("/v1/keys"),  # 401
+            too_large,  # answered by the middleware itself
+        ):
+            assert response.headers["x-replica-id"] == "eu-1.a", response
+
+
+async def test_ready_reports_each_dependency(api: Api) -> None:
+    r = await api.http.get("/health/ready")
+    # No REDIS_URL: the database is the one dependency.
+    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok"}
