@@ -138,6 +138,9 @@ def create_app(
     agent: Any | None = None,
 ) -> FastAPI:
     """The ASGI app. Services not given are opened from ``settings`` at start-up."""
+    # The process's replica id, fixed once (generated unless configured): the
+    # X-Replica-ID header, log lines and every component see the same one.
+    settings = settings.replace(replica_id=configure_replica_id(settings.replica_id))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,7 +175,7 @@ def create_app(
             stack.push_async_callback(registry.close)
             log.info(
                 "ready: replica=%s store=%s limiter=%s sandbox=%s (%s)",
-                app.state.replica_id,
+                settings.replica_id,
                 type(the_store).__name__,
                 type(the_limiter).__name__,
                 the_provider.name,
@@ -195,10 +198,9 @@ def create_app(
     install_error_handlers(app)
     for module in (health, keys, sessions, usage):
         app.include_router(module.router)
-    app.state.replica_id = configure_replica_id(settings.replica_id)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
-        replica=app.state.replica_id,
+        replica=settings.replica_id,
     )
     return app
