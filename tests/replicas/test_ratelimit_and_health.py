@@ -33,7 +33,7 @@ async def test_one_limit_is_exact_across_three_replicas(start_replicas: ReplicaF
     key = await replicas.create_key("carol")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        # Every replica knows the key before the burst (a cold key cache is not the point).
+        # Every replica reaches PostgreSQL and Redis before the burst.
         for url in replicas.urls:
             assert (await http.get(f"{url}/health/ready")).status_code == 200
         await avoid_window_edge(HOUR, margin=60)
