@@ -24,10 +24,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import httpx
 
-from bench.common import BIN, ROOT, free_port, serve, table
+from bench.common import BIN, ROOT, _cpu_seconds, free_port, serve, table
 
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 10.0
@@ -42,19 +43,32 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+class Measure(NamedTuple):
+    """One wrk run: throughput, latency, and the server's CPU time per request."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU (user + system) per request: the figure other load moves least
+    requests: int
+
+
 def wrk(
-    url: str, seconds: int, headers: dict[str, str], connections: int = 32
-) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) from wrk on CPU 1."""
+    url: str, seconds: int, headers: dict[str, str], pid: int, connections: int = 32
+) -> Measure:
+    """wrk on CPU 1 against ``url``; ``pid`` is the server's, for its CPU time."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "1", *cmd]
+    cpu_before = _cpu_seconds(pid)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = _cpu_seconds(pid) - cpu_before
     if "Requests/sec" not in out or "Latency Distribution" not in out:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -62,7 +76,7 @@ def wrk(
         raise RuntimeError(
             f"{non2xx.group(1)} non-2xx answers from {url}: the benchmark would be wrong"
         )
-    return rps, p50, p99
+    return Measure(rps, p50, p99, cpu / max(1, requests) * 1e6, requests)
 
 
 def warm_up(url: str, headers: dict[str, str]) -> None:
@@ -73,8 +87,19 @@ def warm_up(url: str, headers: dict[str, str]) -> None:
     subprocess.run([*cmd, url], capture_output=True, check=False)
 
 
+def _remaining(url: str, auth: dict[str, str]) -> int:
+    """The rate limit left to the bench's key, after this one request."""
+    response = httpx.get(f"{url}/v1/keys", headers=auth, timeout=30)
+    if "x-ratelimit-remaining" not in response.headers:
+        return -1  # the limiter gave no verdict (it failed open)
+    return int(response.headers["x-ratelimit-remaining"])
+
+
 def run_config(name: str, env: dict[str, str], seconds: int) -> list[list[object]]:
-    env = {**env, "RATE_LIMIT_DEFAULT": "100000000/60"}
+    # A limit no run reaches, in a window no run straddles (a day, so that the
+    # count of one run is exact), and a deadline a loaded machine meets: a hit
+    # that timed out would be let through uncounted and measure the timeout.
+    env = {**env, "RATE_LIMIT_DEFAULT": "100000000/86400", "RATE_LIMIT_TIMEOUT_SECONDS": "5"}
     auth = {}
     with serve(env, cpu=0) as server:
         auth = {"Authorization": f"Bearer {server.key}"}
@@ -82,38 +107,36 @@ def run_config(name: str, env: dict[str, str], seconds: int) -> list[list[object
         # read: on a slow or loaded machine one second may not complete any request.
         warm_up(f"{server.url}/health", {})
         warm_up(f"{server.url}/v1/keys", auth)
-        health = wrk(f"{server.url}/health", seconds, {})
-        keys = wrk(f"{server.url}/v1/keys", seconds, auth)
-        single = wrk(f"{server.url}/v1/keys", seconds, auth, connections=1)
-    ratio = keys[0] / health[0]
+        health = wrk(f"{server.url}/health", seconds, {}, server.pid)
+        before = _remaining(server.url, auth)
+        keys = wrk(f"{server.url}/v1/keys", seconds, auth, server.pid)
+        single = wrk(f"{server.url}/v1/keys", seconds, auth, server.pid, connections=1)
+        after = _remaining(server.url, auth)
+    ratio = keys.rps / health.rps
+    # Every request wrk saw answered must have been counted (a few more may be:
+    # those still in flight when wrk stopped); fewer means the limiter failed open.
+    uncounted = keys.requests + single.requests - (before - after - 1)
+    limiter = "counted all" if before >= 0 and after >= 0 and uncounted <= 0 else "FAILED OPEN"
+
+    def row(
+        route: str, connections: int, m: Measure, versus: str = "", note: str = ""
+    ) -> list[object]:
+        return [
+            name,
+            route,
+            str(connections),
+            f"{m.rps:,.0f}",
+            f"{m.p50_ms:.2f}",
+            f"{m.p99_ms:.2f}",
+            f"{m.cpu_us:,.0f}",
+            versus,
+            note,
+        ]
+
     return [
-        [
-            name,
-            "GET /health",
-            "32",
-            f"{health[0]:,.0f}",
-            f"{health[1]:.2f}",
-            f"{health[2]:.2f}",
-            "",
-        ],
-        [
-            name,
-            "GET /v1/keys (auth + limit)",
-            "32",
-            f"{keys[0]:,.0f}",
-            f"{keys[1]:.2f}",
-            f"{keys[2]:.2f}",
-            f"{ratio:.2f}×",
-        ],
-        [
-            name,
-            "GET /v1/keys (auth + limit)",
-            "1",
-            f"{single[0]:,.0f}",
-            f"{single[1]:.2f}",
-            f"{single[2]:.2f}",
-            "",
-        ],
+        row("GET /health", 32, health),
+        row("GET /v1/keys (auth + limit)", 32, keys, f"{ratio:.2f}×", limiter),
+        row("GET /v1/keys (auth + limit)", 1, single, "", limiter),
     ]
 
 
@@ -212,7 +235,17 @@ def main() -> None:
         table(
             f"Auth path, 32 connections, {args.seconds} s each (server on CPU 0, wrk on CPU 1); "
             f"targets: ratio ≥ {TARGET_RATIO} (SQLite + memory), p99 ≤ {TARGET_P99_MS} ms (PostgreSQL + Redis)",
-            ["store + limiter", "route", "connections", "req/s", "p50 ms", "p99 ms", "vs /health"],
+            [
+                "store + limiter",
+                "route",
+                "connections",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "server CPU µs/req",
+                "vs /health",
+                "limiter",
+            ],
             rows,
         )
     )
