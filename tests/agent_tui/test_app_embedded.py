@@ -296,3 +296,33 @@ async def test_reconnect_banner_when_the_backend_goes_away_and_comes_back(
             assert app.screen.query(AssistantMessage).last().source.strip() == "Back again."
     finally:
         await backend.stop()
+
+
+async def test_escape_interrupts_a_turn_sent_to_a_paused_session(
+    settings: Settings, fake_model: FakeAnthropic
+) -> None:
+    # The server answers a message to a paused session with session.running, then
+    # session.resumed: the app must still see a running turn and let Esc stop it.
+    app = AgentApp(EmbeddedConnection(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await new_session(pilot, app)
+        status = app.screen.query_one(StatusLine)
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: pane(app).status == "paused", SLOW, "paused")
+
+        words = [f"word{i} " for i in range(400)]
+        fake_model.enqueue(reply().text("".join(words), chunks=words).delay(0.05))
+        await send(pilot, app, "write a lot")
+        await wait_until(pilot, lambda: app.screen.query(AssistantMessage), SLOW, "streaming")
+        await wait_until(pilot, lambda: status.sandbox_state == "ready", SLOW, "resumed")
+        assert pane(app).status == "running" and pane(app).busy
+        assert status.session_status == "running"
+        assert app.screen.query_one("#turn-indicator").display
+
+        await pilot.press("escape")
+        await idle(pilot, app)
+        await wait_until(pilot, lambda: app.screen.query(ChatNotice), SLOW, "interrupted notice")
+        assert app.screen.query(ChatNotice).last().kind == "interrupted"
+        streamed = app.screen.query(AssistantMessage).last().source
+        assert len(streamed) < len("".join(words))
