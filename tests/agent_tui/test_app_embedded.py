@@ -164,6 +164,18 @@ async def test_session_turn_tool_block_interrupt_switch_and_keys(
             "run the command",
             "write a lot",
         ]
+        # The reloaded turn reads in the order it streamed: text, tool, text.
+        transcript = [
+            type(w).__name__ for w in pane(app).chat.children if not isinstance(w, ChatNotice)
+        ]
+        assert transcript == [
+            "UserMessage",
+            "AssistantMessage",
+            "ToolCallBlock",
+            "AssistantMessage",
+            "UserMessage",
+            "AssistantMessage",
+        ]
         [history_block] = app.screen.query(ToolCallBlock)
         assert history_block.status == "done" and "hello-from-sandbox" in (
             history_block.result or ""

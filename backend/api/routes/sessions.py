@@ -209,7 +209,10 @@ async def list_messages(
     principal: Principal = Depends(_default),
 ) -> MessageList:
     """The conversation, oldest first. ``hasMore`` says whether older messages exist
-    (page back with ``before`` = the first message's id)."""
+    (page back with ``before`` = the first message's id). An assistant message is a
+    whole turn; its ``blocks`` (an extension of the contract) give its text and tool
+    calls interleaved in the order they streamed, while ``content`` and ``toolCalls``
+    hold them apart."""
     actor = await _actor(request, session_id, principal)
     if before is not None:
         before = parse_uuid(before, "before")
