@@ -199,9 +199,7 @@ def _key_table(keys: list) -> str:  # type: ignore[type-arg]
     rows = [("ID", "KEY", "USER", "SCOPES", "STATE", "NAME")]
     for k in keys:
         state = "revoked" if k.revoked_at else "active"
-        rows.append(
-            (k.id, f"{k.prefix}…{k.last4}", k.user_id, ",".join(k.scopes), state, k.name)
-        )
+        rows.append((k.id, f"{k.prefix}…{k.last4}", k.user_id, ",".join(k.scopes), state, k.name))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))

@@ -338,3 +338,36 @@ async def test_escape_interrupts_a_turn_sent_to_a_paused_session(
         assert app.screen.query(ChatNotice).last().kind == "interrupted"
         streamed = app.screen.query(AssistantMessage).last().source
         assert len(streamed) < len("".join(words))
+
+
+async def test_background_refreshes_do_not_spend_the_users_rate_limit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_tui.app.screens import main
+
+    monkeypatch.setattr(main, "SESSION_LIST_REFRESH_SECONDS", 0.2)
+    app = AgentApp(EmbeddedConnection(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await new_session(pilot, app)
+        status = app.screen.query_one(StatusLine)
+        client = app.client
+        assert client is not None
+        await wait_until(pilot, lambda: status.rate_remaining is not None, SLOW, "rate limit shown")
+        calls = 0
+        list_sessions = client.list_sessions
+
+        async def counting(**kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await list_sessions(**kwargs)
+
+        monkeypatch.setattr(client, "list_sessions", counting)
+        # Let whatever the user's actions started settle, then note the budget.
+        await wait_until(pilot, lambda: calls >= 2, SLOW, "background refreshes")
+        shown = status.rate_remaining
+        left = client.last_rate_limit.remaining if client.last_rate_limit else None
+        await wait_until(pilot, lambda: calls >= 5, SLOW, "more background refreshes")
+        await pilot.pause(1.1)  # the status line reads the client once a second
+        assert status.rate_remaining == shown
+        assert client.last_rate_limit is not None and client.last_rate_limit.remaining == left
