@@ -83,7 +83,7 @@ class AgentApp(App[int]):
             self.client = await connection.open()
         except Exception as exc:
             retry = await self.push_screen_wait(
-                ConnectErrorScreen(connection.mode, connection.label, describe(exc))
+                ConnectErrorScreen.for_error(connection.mode, connection.label, exc)
             )
             if retry:
                 self.connect()

@@ -459,3 +459,59 @@ def test_tool_summaries_and_clipping() -> None:
     assert clip_result("a\nb\n") == "a\nb"
     long = "x" * 5000
     assert clip_result(long).endswith("1,000 more characters not shown")
+
+
+async def connect_error_text(connection: FakeConnection) -> str:
+    app = AgentApp(connection)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConnectErrorScreen) and app.screen.query("#retry"),
+            what="error screen",
+        )
+        await pilot.pause()
+        return " ".join(
+            str(w.content) for w in app.screen.query("#connect-error-message, .dialog-hint")
+        )
+
+
+async def test_connection_errors_say_one_thing_once() -> None:
+    import httpx
+
+    from agent_tui.app.connection import RemoteConnection
+    from agent_tui.client.errors import connection_error
+    from agent_tui.embedded import EmbeddedStartError
+
+    unreachable = FakeConnection(
+        open_error=connection_error("http://127.0.0.1:9", httpx.ConnectError("refused"))
+    )
+    unreachable.mode = "remote"
+    text = await connect_error_text(unreachable)
+    assert text.count("Cannot reach") == 1 and text.count("Check") == 1, text
+
+    wrong_key = FakeConnection(
+        open_error=AgentApiError("INVALID_API_KEY", "Unknown API key", status=401)
+    )
+    wrong_key.mode = "remote"
+    text = await connect_error_text(wrong_key)
+    assert "rejected" in text and text.count("--api-key") == 1, text
+
+    try:
+        await RemoteConnection("http://127.0.0.1:9", None).open()
+    except AgentApiError as exc:
+        no_key = FakeConnection(open_error=exc)
+    no_key.mode = "remote"
+    text = await connect_error_text(no_key)
+    assert "No API key" in text and text.count("--api-key") == 1 and "rejected" not in text, text
+
+    second = FakeConnection(
+        open_error=EmbeddedStartError(
+            "Another agent-tui is already running on /data. Close it first, or connect to "
+            "one backend from both with `agent-tui serve` and --remote."
+        )
+    )
+    text = await connect_error_text(second)
+    assert "already running" in text and "disk" not in text and "JSON" not in text, text
+
+    broken = FakeConnection(open_error=EmbeddedStartError("The store failed: boom"))
+    assert "agent-tui.log" in await connect_error_text(broken)
