@@ -515,3 +515,39 @@ async def test_connection_errors_say_one_thing_once() -> None:
 
     broken = FakeConnection(open_error=EmbeddedStartError("The store failed: boom"))
     assert "agent-tui.log" in await connect_error_text(broken)
+
+
+def footer_actions(app: AgentApp) -> set[str]:
+    """The actions the active screen's own footer shows (none without one: a modal
+    without a footer leaves the one of the screen behind it in view)."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    return {key.action for footer in app.screen.query(Footer) for key in footer.query(FooterKey)}
+
+
+async def test_dialogs_show_their_own_keys_in_the_footer() -> None:
+    client = FakeAgentClient()
+    client.add_session("Older session", [("user", "hi")])
+    app = AgentApp(FakeConnection(client))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert "new_session" in footer_actions(app)
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        actions = footer_actions(app)
+        assert {"dismiss(True)", "dismiss(False)"} <= actions and "new_session" not in actions
+        await pilot.press("n")
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextInputScreen), what="rename")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        assert "dismiss(None)" in footer_actions(app)
+        assert "new_session" not in footer_actions(app)
+        await pilot.press("escape")
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, KeysScreen), what="keys")
+        app.push_screen(KeyCreatedScreen("laptop", "aa_live_" + "x" * 32, ["sessions"]))
+        await wait_until(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="key")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        assert {"copy", "dismiss(None)"} <= footer_actions(app)

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 from agent_tui.app.api_errors import describe, error_code
 
@@ -55,6 +55,8 @@ class ConnectErrorScreen(ModalScreen[bool]):
             if self.mode == "embedded"
             else f"Cannot connect ({self.label})"
         )
+        # The dialog's own keys, over the footer of the screen behind it.
+        yield Footer(compact=True)
         with Vertical(classes="dialog", id="connect-error"):
             yield Label(title, classes="dialog-title", markup=False)
             yield Static(
