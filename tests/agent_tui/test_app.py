@@ -551,3 +551,26 @@ async def test_dialogs_show_their_own_keys_in_the_footer() -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="key")
         await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
         assert {"copy", "dismiss(None)"} <= footer_actions(app)
+
+
+async def test_up_recalls_prompts_from_an_earlier_run(tmp_path) -> None:
+    history = tmp_path / "prompt-history.jsonl"
+    client = FakeAgentClient()
+    app = AgentApp(FakeConnection(client), history_path=history)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await send(pilot, app, "list the files")
+        await idle(pilot, app)
+        await send(pilot, app, "and now\ntwo lines")
+        await idle(pilot, app)
+
+    again = AgentApp(FakeConnection(FakeAgentClient()), history_path=history)
+    async with again.run_test(size=SIZE) as pilot:
+        await started(pilot, again)
+        prompt = again.screen.query_one(PromptArea)
+        prompt.focus()
+        await pilot.press("up")
+        assert prompt.text == "and now\ntwo lines"
+        prompt.move_cursor((0, 0))
+        await pilot.press("up")
+        assert prompt.text == "list the files"
