@@ -29,11 +29,13 @@ YIELD_EVERY_S = 0.01
 # History shown when a session is opened; older messages stay on the server.
 HISTORY_LIMIT = 100
 
+# Paragraphs without hard line breaks: they wrap to whatever width the pane has.
 WELCOME = """\
 [b]Welcome to agent-tui.[/b]
 
-Type a message below and press [b]Enter[/b] to start a session,
-or press [b]Ctrl+N[/b] for a new one. [b]Ctrl+P[/b] lists every action.
+Type a message below and press [b]Enter[/b] to start a session, or press [b]Ctrl+N[/b] \
+for a new one. [b]Ctrl+P[/b] lists every action.
+
 In the prompt, [b]Ctrl+J[/b] adds a line and [b]↑[/b] recalls earlier messages.
 """
 
