@@ -35,6 +35,8 @@ class AgentApp(App[int]):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "agent-tui"
     COMMANDS = App.COMMANDS | {_session_commands}
+    # Every screen gets -short below 30 rows: dialogs tighten so that 24 rows hold them.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     def __init__(self, connection: BackendConnection, *, history_path: Path | None = None) -> None:
         super().__init__()

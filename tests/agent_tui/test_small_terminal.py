@@ -99,3 +99,23 @@ async def test_welcome_and_sidebar_texts_wrap_as_paragraphs() -> None:
             # No line ends in the middle of a sentence with a one-word orphan below it.
             rows = [strip.text.strip() for strip in strips if strip.text.strip()]
             assert all(len(r.split()) > 1 for r in rows), rows
+
+
+async def test_the_new_key_form_fits_24_rows_without_scrolling() -> None:
+    from agent_tui.app.screens.key_create import KeyCreateScreen
+
+    app = AgentApp(FakeConnection(FakeAgentClient()))
+    async with app.run_test(size=SMALL) as pilot:
+        await started(pilot, app)
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, KeysScreen), what="keys")
+        await pilot.press("n")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, KeyCreateScreen) and app.screen.query("#create"),
+            what="form",
+        )
+        await pilot.pause()
+        dialog = app.screen.query_one("#key-create")
+        assert dialog.max_scroll_y == 0, dialog.virtual_size
+        assert app.screen.query_one(".dialog-title").region.height == 1
