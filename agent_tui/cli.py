@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage API keys on the configured database")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key and print it once")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="a label to recognise the key by")
     create.add_argument(
         "--user", default="default", help="user id the key belongs to (default: default)"
     )
@@ -70,12 +70,17 @@ def _parser() -> argparse.ArgumentParser:
         choices=("sessions", "admin"),
         help="repeatable; sessions is always included",
     )
-    create.add_argument("--env", choices=("live", "test"), default="live")
+    create.add_argument(
+        "--env",
+        choices=("live", "test"),
+        default="live",
+        help="key prefix aa_live_ or aa_test_ (default: live); a label, same rights",
+    )
     create.add_argument("--expires", metavar="ISO", help="expiry, e.g. 2027-01-31T00:00:00Z")
     create.add_argument("--json", action="store_true", help="print a JSON object")
     listing = key_commands.add_parser("list", help="list keys")
     listing.add_argument("--user", default="default", help="whose keys (default: default)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
 
@@ -189,6 +194,21 @@ async def _open_store() -> object:
     return store
 
 
+def _key_table(keys: list) -> str:  # type: ignore[type-arg]
+    """``keys list``: a header row, then one aligned row per key."""
+    rows = [("ID", "KEY", "USER", "SCOPES", "STATE", "NAME")]
+    for k in keys:
+        state = "revoked" if k.revoked_at else "active"
+        rows.append((k.id, f"{k.prefix}…{k.last4}", k.user_id, ",".join(k.scopes), state, k.name))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in rows
+    )
+
+
 async def _keys(args: argparse.Namespace) -> int:
     from backend.auth import create_api_key
     from backend.errors import StoreUnavailable
@@ -240,11 +260,7 @@ async def _keys(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([KeyOut.of(k).to_wire() for k in keys]))
             else:
-                for k in keys:
-                    state = "revoked" if k.revoked_at else "active"
-                    print(
-                        f"{k.id}  {k.prefix}…{k.last4}  {k.user_id}  {','.join(k.scopes)}  {state}  {k.name}"
-                    )
+                print(_key_table(keys))
             return 0
         if args.keys_command == "revoke":
             import uuid

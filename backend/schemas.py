@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from backend.agent.conversation import ordered_blocks
 from backend.records import ApiKey, MessageRecord, SessionRecord
 
 REPO_PATTERN = re.compile(r"^(?:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|https://[^\s]+)$")
@@ -223,7 +224,28 @@ class ToolCallOut(Wire):
     is_error: bool
 
 
+class TextBlockOut(Wire):
+    """A text block of a message."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolUseBlockOut(ToolCallOut):
+    """A tool call of a message, where the model made it, with its result once known."""
+
+    type: Literal["tool_use"] = "tool_use"
+
+
+MessageBlockOut = Annotated[TextBlockOut | ToolUseBlockOut, Field(discriminator="type")]
+
+
 class MessageOut(Wire):
+    """A message of the conversation. ``content`` (all text, joined) and ``toolCalls``
+    are the contract's fields; ``blocks`` (an extension) holds the same text and
+    tool calls interleaved in the order they were produced, as a client should
+    show them."""
+
     id: str
     role: str
     content: str
@@ -231,27 +253,53 @@ class MessageOut(Wire):
     created_at: str
     stop_reason: str | None
     usage: dict[str, int] | None
+    blocks: list[MessageBlockOut] = Field(
+        default_factory=list,
+        description="Text and tool calls in the order they happened: `text` blocks "
+        "(`text`) and `tool_use` blocks (the fields of a tool call). Extension of the "
+        "contract; older servers omit it.",
+    )
 
     @classmethod
     def of(cls, m: MessageRecord) -> MessageOut:
+        calls = [
+            ToolCallOut(
+                id=t.id, name=t.name, arguments=t.arguments, result=t.result, is_error=t.is_error
+            )
+            for t in m.tool_calls
+        ]
         return cls(
             id=m.id,
             role=m.role,
             content=m.content,
-            tool_calls=[
-                ToolCallOut(
-                    id=t.id,
-                    name=t.name,
-                    arguments=t.arguments,
-                    result=t.result,
-                    is_error=t.is_error,
-                )
-                for t in m.tool_calls
-            ],
+            tool_calls=calls,
             created_at=iso(m.created_at) or "",
             stop_reason=m.stop_reason,
             usage=m.usage,
+            blocks=_blocks_of(m, calls),
         )
+
+
+def _blocks_of(m: MessageRecord, calls: list[ToolCallOut]) -> list[TextBlockOut | ToolUseBlockOut]:
+    """``m``'s blocks from its stored model messages (the exact order), else from its
+    text and tool calls (records written before model messages were kept)."""
+    by_id = {c.id: c for c in calls}
+    blocks: list[TextBlockOut | ToolUseBlockOut] = []
+    for raw in ordered_blocks(m.model_messages, m.role):
+        if raw["type"] == "text":
+            blocks.append(TextBlockOut(text=raw["text"]))
+            continue
+        # The tool call record is kept up to date as results arrive; prefer it.
+        known = by_id.get(raw["id"])
+        source = known.model_dump() if known is not None else raw
+        blocks.append(ToolUseBlockOut(**{k: source[k] for k in ToolCallOut.model_fields}))
+    if blocks or not (m.content or calls):
+        return blocks
+    fallback: list[TextBlockOut | ToolUseBlockOut] = []
+    if m.content:
+        fallback.append(TextBlockOut(text=m.content))
+    fallback += [ToolUseBlockOut(**c.model_dump()) for c in calls]
+    return fallback
 
 
 class MessageList(Wire):

@@ -114,6 +114,7 @@ class Settings:
     rate_limit_send_message: RateLimit = RateLimit(100, 60)
     rate_limit_files: RateLimit = RateLimit(200, 60)
     rate_limit_default: RateLimit = RateLimit(100, 60)
+    rate_limit_background: RateLimit = RateLimit(60, 60)
     max_active_sessions: int = 10
 
     @property
@@ -232,6 +233,7 @@ class Settings:
             ("rate_limit_send_message", "RATE_LIMIT_SEND_MESSAGE"),
             ("rate_limit_files", "RATE_LIMIT_FILES"),
             ("rate_limit_default", "RATE_LIMIT_DEFAULT"),
+            ("rate_limit_background", "RATE_LIMIT_BACKGROUND"),
         ):
             raw = text(name)
             if raw is not None:

@@ -59,7 +59,11 @@ def run_app(*, settings: Settings, remote_url: str | None, api_key: str | None) 
     """Run the app until the user quits; return the process exit code."""
     _log_to_file(settings)
     from agent_tui.app.app import AgentApp
+    from agent_tui.app.prompt_history import HISTORY_FILENAME
 
-    app = AgentApp(make_connection(settings, remote_url, api_key))
+    app = AgentApp(
+        make_connection(settings, remote_url, api_key),
+        history_path=settings.data_dir / HISTORY_FILENAME,
+    )
     app.run()
     return app.return_code or 0

@@ -12,8 +12,7 @@ from typing import Any
 
 # What to tell the user for the codes they can do something about.
 _HINTS = {
-    "CONNECTION_ERROR": "Cannot reach the backend",
-    "INVALID_API_KEY": "The API key was rejected (unknown, revoked or expired)",
+    "INVALID_API_KEY": "The API key was rejected",
     "FORBIDDEN": "This API key lacks the scope for that",
     "RATE_LIMIT_EXCEEDED": "Rate limit reached",
     "SESSION_LIMIT_EXCEEDED": "Too many active sessions: pause or delete one first",

@@ -11,6 +11,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from agent_tui.app.api_errors import describe
+from agent_tui.app.prompt_history import PromptHistory
 from agent_tui.app.screens.main import MainScreen
 from agent_tui.app.theme import DEFAULT_THEME, THEMES
 
@@ -34,11 +35,15 @@ class AgentApp(App[int]):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "agent-tui"
     COMMANDS = App.COMMANDS | {_session_commands}
+    # Every screen gets -short below 30 rows: dialogs tighten so that 24 rows hold them.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
-    def __init__(self, connection: BackendConnection) -> None:
+    def __init__(self, connection: BackendConnection, *, history_path: Path | None = None) -> None:
         super().__init__()
         self.connection = connection
         self.client: AgentClient | None = None
+        # What ↑ in the prompt recalls from earlier runs (None: this run only).
+        self.prompt_history = PromptHistory(history_path) if history_path is not None else None
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
@@ -83,7 +88,7 @@ class AgentApp(App[int]):
             self.client = await connection.open()
         except Exception as exc:
             retry = await self.push_screen_wait(
-                ConnectErrorScreen(connection.mode, connection.label, describe(exc))
+                ConnectErrorScreen.for_error(connection.mode, connection.label, exc)
             )
             if retry:
                 self.connect()

@@ -129,11 +129,8 @@ class RemoteConnection:
         from agent_tui.client import AgentApiError, AgentClient
 
         if not self.api_key:
-            raise AgentApiError(
-                "INVALID_API_KEY",
-                f"No API key for {self.url}. Pass --api-key, set AGENT_TUI_API_KEY, "
-                "or save a profile with the key in the config file.",
-            )
+            # A client-side code: nothing was sent, so nothing was rejected.
+            raise AgentApiError("MISSING_API_KEY", f"No API key for {self.url}.")
         if not self.url.startswith(("http://", "https://")):
             raise AgentApiError(
                 "VALIDATION_ERROR", f"{self.url!r} is not an http:// or https:// URL."

@@ -109,15 +109,25 @@ class AgentClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        background: bool = False,
     ) -> httpx.Response:
-        """One request; a 2xx response, else ``AgentApiError``."""
+        """One request; a 2xx response, else ``AgentApiError``.
+
+        ``background``: an automatic refresh, not the user's action. It says so to
+        the server (which counts it apart from the user's rate limit) and leaves
+        ``last_rate_limit`` as the user's last request left it.
+        """
         if params:
             params = {k: v for k, v in params.items() if v is not None}
+        headers = {"X-Background-Refresh": "1"} if background else None
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=headers
+            )
         except httpx.TransportError as exc:
             raise connection_error(self.base_url, exc) from exc
-        self._note_rate_limit(response)
+        if not background:
+            self._note_rate_limit(response)
         if response.status_code >= 400:
             raise error_from_body(response.status_code, response.content, response.headers)
         return response
@@ -303,11 +313,20 @@ class AgentClient:
         return handle
 
     async def list_sessions(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        background: bool = False,
     ) -> tuple[list[SessionOut], str | None]:
-        """One page of the user's sessions, newest first, and the cursor of the next page."""
+        """One page of the user's sessions, newest first, and the cursor of the next page.
+        ``background``: an automatic refresh (see ``request``)."""
         data = await self.request_json(
-            "GET", "/v1/sessions", params={"status": status, "limit": limit, "cursor": cursor}
+            "GET",
+            "/v1/sessions",
+            params={"status": status, "limit": limit, "cursor": cursor},
+            background=background,
         )
         page = parse(SessionList, data)
         return page.sessions, page.next_cursor

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "MISSING_RESULT",
     "normalize_conversation",
+    "ordered_blocks",
     "tool_result_block",
     "user_message",
 ]
@@ -143,3 +144,53 @@ def normalize_conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any
         if cleaned == before:
             break
     return cleaned
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        )
+    return ""
+
+
+def ordered_blocks(model_messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    """The ``text`` and ``tool_use`` blocks of ``role``'s messages, in the order the
+    model (or the user) produced them, each ``tool_use`` with the ``result`` and
+    ``is_error`` of the ``tool_result`` that answers it (None while unanswered).
+
+    This is what a client shows as the message's history: a turn that read
+    text, tool, text live reads the same when reloaded.
+    """
+    results: dict[str, tuple[str, bool]] = {}
+    for message in model_messages:
+        for block in _blocks(message.get("content")):
+            if block.get("type") == "tool_result" and block.get("tool_use_id"):
+                results[block["tool_use_id"]] = (
+                    _result_text(block.get("content")),
+                    bool(block.get("is_error")),
+                )
+    out: list[dict[str, Any]] = []
+    for message in model_messages:
+        if message.get("role") != role:
+            continue
+        for block in _blocks(message.get("content")):
+            if block.get("type") == "text":
+                out.append({"type": "text", "text": block["text"]})
+            elif block.get("type") == "tool_use" and block.get("id"):
+                result, is_error = results.get(block["id"], (None, False))
+                out.append(
+                    {
+                        "type": "tool_use",
+                        "id": block["id"],
+                        "name": str(block.get("name", "")),
+                        "arguments": block.get("input") or {},
+                        "result": result,
+                        "is_error": is_error,
+                    }
+                )
+    return out

@@ -99,7 +99,12 @@ class _FailOpenLog:
 
 _outage_log = _FailOpenLog()
 
-ROUTE_CLASSES = ("createSession", "sendMessage", "files", "default")
+ROUTE_CLASSES = ("createSession", "sendMessage", "files", "default", "background")
+
+# A client's automatic refresh (not a user's action) sets this header to 1 on the
+# routes that allow it; it is then counted in the "background" class, so polling
+# does not spend the budget the user's own requests draw on.
+BACKGROUND_HEADER = "x-background-refresh"
 
 
 def _limit_for(settings: Settings, route_class: str) -> RateLimit:
@@ -107,19 +112,27 @@ def _limit_for(settings: Settings, route_class: str) -> RateLimit:
         "createSession": settings.rate_limit_create_session,
         "sendMessage": settings.rate_limit_send_message,
         "files": settings.rate_limit_files,
+        "background": settings.rate_limit_background,
     }.get(route_class, settings.rate_limit_default)
 
 
-def rate_limited(route_class: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates, then counts the request for its route class."""
+def rate_limited(
+    route_class: str, *, background: bool = False
+) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates, then counts the request for its route class
+    (with ``background``, in the ``background`` class when ``BACKGROUND_HEADER`` is 1)."""
     if route_class not in ROUTE_CLASSES:
         raise ValueError(route_class)
+    own_class = route_class
 
     # One flat dependency (no nested Depends): FastAPI's dependency solving is a
     # large part of a request's cost, and this runs on every /v1 request.
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         svc = services(request)
+        route_class = own_class
+        if background and request.headers.get(BACKGROUND_HEADER) == "1":
+            route_class = "background"
         rule = _limit_for(svc.settings, route_class)
         identifier = f"{route_class}:{principal.user_id}"
         try:

@@ -269,7 +269,12 @@ class FakeAgentClient:
         return FakeSessionHandle(self, session.id, session.out())
 
     async def list_sessions(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        background: bool = False,
     ) -> tuple[list[SessionOut], str | None]:
         self._check_online()
         sessions = sorted(self.sessions.values(), key=lambda s: s.created_at, reverse=True)

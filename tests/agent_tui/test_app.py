@@ -459,3 +459,118 @@ def test_tool_summaries_and_clipping() -> None:
     assert clip_result("a\nb\n") == "a\nb"
     long = "x" * 5000
     assert clip_result(long).endswith("1,000 more characters not shown")
+
+
+async def connect_error_text(connection: FakeConnection) -> str:
+    app = AgentApp(connection)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConnectErrorScreen) and app.screen.query("#retry"),
+            what="error screen",
+        )
+        await pilot.pause()
+        return " ".join(
+            str(w.content) for w in app.screen.query("#connect-error-message, .dialog-hint")
+        )
+
+
+async def test_connection_errors_say_one_thing_once() -> None:
+    import httpx
+
+    from agent_tui.app.connection import RemoteConnection
+    from agent_tui.client.errors import connection_error
+    from agent_tui.embedded import EmbeddedStartError
+
+    unreachable = FakeConnection(
+        open_error=connection_error("http://127.0.0.1:9", httpx.ConnectError("refused"))
+    )
+    unreachable.mode = "remote"
+    text = await connect_error_text(unreachable)
+    assert text.count("Cannot reach") == 1 and text.count("Check") == 1, text
+
+    wrong_key = FakeConnection(
+        open_error=AgentApiError("INVALID_API_KEY", "Unknown API key", status=401)
+    )
+    wrong_key.mode = "remote"
+    text = await connect_error_text(wrong_key)
+    assert "rejected" in text and text.count("--api-key") == 1, text
+
+    try:
+        await RemoteConnection("http://127.0.0.1:9", None).open()
+    except AgentApiError as exc:
+        no_key = FakeConnection(open_error=exc)
+    no_key.mode = "remote"
+    text = await connect_error_text(no_key)
+    assert "No API key" in text and text.count("--api-key") == 1 and "rejected" not in text, text
+
+    second = FakeConnection(
+        open_error=EmbeddedStartError(
+            "Another agent-tui is already running on /data. Close it first, or connect to "
+            "one backend from both with `agent-tui serve` and --remote."
+        )
+    )
+    text = await connect_error_text(second)
+    assert "already running" in text and "disk" not in text and "JSON" not in text, text
+
+    broken = FakeConnection(open_error=EmbeddedStartError("The store failed: boom"))
+    assert "agent-tui.log" in await connect_error_text(broken)
+
+
+def footer_actions(app: AgentApp) -> set[str]:
+    """The actions the active screen's own footer shows (none without one: a modal
+    without a footer leaves the one of the screen behind it in view)."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    return {key.action for footer in app.screen.query(Footer) for key in footer.query(FooterKey)}
+
+
+async def test_dialogs_show_their_own_keys_in_the_footer() -> None:
+    client = FakeAgentClient()
+    client.add_session("Older session", [("user", "hi")])
+    app = AgentApp(FakeConnection(client))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert "new_session" in footer_actions(app)
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        actions = footer_actions(app)
+        assert {"dismiss(True)", "dismiss(False)"} <= actions and "new_session" not in actions
+        await pilot.press("n")
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextInputScreen), what="rename")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        assert "dismiss(None)" in footer_actions(app)
+        assert "new_session" not in footer_actions(app)
+        await pilot.press("escape")
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, KeysScreen), what="keys")
+        app.push_screen(KeyCreatedScreen("laptop", "aa_live_" + "x" * 32, ["sessions"]))
+        await wait_until(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="key")
+        await wait_until(pilot, lambda: footer_actions(app), what="footer keys")
+        assert {"copy", "dismiss(None)"} <= footer_actions(app)
+
+
+async def test_up_recalls_prompts_from_an_earlier_run(tmp_path) -> None:
+    history = tmp_path / "prompt-history.jsonl"
+    client = FakeAgentClient()
+    app = AgentApp(FakeConnection(client), history_path=history)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await send(pilot, app, "list the files")
+        await idle(pilot, app)
+        await send(pilot, app, "and now\ntwo lines")
+        await idle(pilot, app)
+
+    again = AgentApp(FakeConnection(FakeAgentClient()), history_path=history)
+    async with again.run_test(size=SIZE) as pilot:
+        await started(pilot, again)
+        prompt = again.screen.query_one(PromptArea)
+        prompt.focus()
+        await pilot.press("up")
+        assert prompt.text == "and now\ntwo lines"
+        prompt.move_cursor((0, 0))
+        await pilot.press("up")
+        assert prompt.text == "list the files"

@@ -164,6 +164,18 @@ async def test_session_turn_tool_block_interrupt_switch_and_keys(
             "run the command",
             "write a lot",
         ]
+        # The reloaded turn reads in the order it streamed: text, tool, text.
+        transcript = [
+            type(w).__name__ for w in pane(app).chat.children if not isinstance(w, ChatNotice)
+        ]
+        assert transcript == [
+            "UserMessage",
+            "AssistantMessage",
+            "ToolCallBlock",
+            "AssistantMessage",
+            "UserMessage",
+            "AssistantMessage",
+        ]
         [history_block] = app.screen.query(ToolCallBlock)
         assert history_block.status == "done" and "hello-from-sandbox" in (
             history_block.result or ""
@@ -296,3 +308,66 @@ async def test_reconnect_banner_when_the_backend_goes_away_and_comes_back(
             assert app.screen.query(AssistantMessage).last().source.strip() == "Back again."
     finally:
         await backend.stop()
+
+
+async def test_escape_interrupts_a_turn_sent_to_a_paused_session(
+    settings: Settings, fake_model: FakeAnthropic
+) -> None:
+    # The server answers a message to a paused session with session.running, then
+    # session.resumed: the app must still see a running turn and let Esc stop it.
+    app = AgentApp(EmbeddedConnection(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await new_session(pilot, app)
+        status = app.screen.query_one(StatusLine)
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: pane(app).status == "paused", SLOW, "paused")
+
+        words = [f"word{i} " for i in range(400)]
+        fake_model.enqueue(reply().text("".join(words), chunks=words).delay(0.05))
+        await send(pilot, app, "write a lot")
+        await wait_until(pilot, lambda: app.screen.query(AssistantMessage), SLOW, "streaming")
+        await wait_until(pilot, lambda: status.sandbox_state == "ready", SLOW, "resumed")
+        assert pane(app).status == "running" and pane(app).busy
+        assert status.session_status == "running"
+        assert app.screen.query_one("#turn-indicator").display
+
+        await pilot.press("escape")
+        await idle(pilot, app)
+        await wait_until(pilot, lambda: app.screen.query(ChatNotice), SLOW, "interrupted notice")
+        assert app.screen.query(ChatNotice).last().kind == "interrupted"
+        streamed = app.screen.query(AssistantMessage).last().source
+        assert len(streamed) < len("".join(words))
+
+
+async def test_background_refreshes_do_not_spend_the_users_rate_limit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_tui.app.screens import main
+
+    monkeypatch.setattr(main, "SESSION_LIST_REFRESH_SECONDS", 0.2)
+    app = AgentApp(EmbeddedConnection(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await new_session(pilot, app)
+        status = app.screen.query_one(StatusLine)
+        client = app.client
+        assert client is not None
+        await wait_until(pilot, lambda: status.rate_remaining is not None, SLOW, "rate limit shown")
+        calls = 0
+        list_sessions = client.list_sessions
+
+        async def counting(**kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await list_sessions(**kwargs)
+
+        monkeypatch.setattr(client, "list_sessions", counting)
+        # Let whatever the user's actions started settle, then note the budget.
+        await wait_until(pilot, lambda: calls >= 2, SLOW, "background refreshes")
+        shown = status.rate_remaining
+        left = client.last_rate_limit.remaining if client.last_rate_limit else None
+        await wait_until(pilot, lambda: calls >= 5, SLOW, "more background refreshes")
+        await pilot.pause(1.1)  # the status line reads the client once a second
+        assert status.rate_remaining == shown
+        assert client.last_rate_limit is not None and client.last_rate_limit.remaining == left

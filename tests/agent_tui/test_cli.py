@@ -148,3 +148,19 @@ def test_serve_shuts_down_gracefully_closing_streams(env: dict[str, str]) -> Non
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in stderr, stderr
     assert "Application shutdown complete" in stderr, stderr
+
+
+def test_keys_create_options_have_help_and_list_prints_a_header(env: dict[str, str]) -> None:
+    helptext = run(env, "keys", "create", "--help").stdout
+    lines = [ln.strip() for ln in helptext.splitlines()] + [""]
+    for option in ("--name", "--env", "--json"):
+        index = next(i for i, ln in enumerate(lines) if ln.startswith(option))
+        # argparse puts the help after the option's metavar, or on the next line.
+        words = lines[index].split()
+        own_line = len(words) > (1 if option == "--json" else 2)
+        next_line = lines[index + 1] and not lines[index + 1].startswith("-")
+        assert own_line or next_line, f"{option} has no help"
+    run(env, "keys", "create", "--name", "laptop")
+    lines = run(env, "keys", "list").stdout.splitlines()
+    assert lines[0].split() == ["ID", "KEY", "USER", "SCOPES", "STATE", "NAME"]
+    assert lines[1].split()[-1] == "laptop" and lines[1].split()[4] == "active"

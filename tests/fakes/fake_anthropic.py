@@ -28,7 +28,7 @@ a 400 ``invalid_request_error`` and does not consume a scripted reply.
 
 From the command line, for manual ``curl`` tests and benchmarks::
 
-    python -m tests.fakes.fake_anthropic --port 8765                 # echo replies
+    python -m tests.fakes.fake_anthropic --port 8765                 # echo; "run: CMD" runs CMD
     python -m tests.fakes.fake_anthropic --port 8765 --script bench --deltas 2000
 """
 

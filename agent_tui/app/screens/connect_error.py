@@ -7,18 +7,29 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
-_HINTS = {
-    "remote": (
-        "Check the server URL (agent-tui --remote http://host:8787) and the API key "
-        "(--api-key aa_live_…, AGENT_TUI_API_KEY, or a saved profile)."
-    ),
-    "embedded": (
-        "The embedded backend keeps its data under the agent-tui data directory and logs to "
-        "agent-tui.log there. Check that the disk is writable and the config file is valid JSON."
-    ),
-}
+from agent_tui.app.api_errors import describe, error_code
+
+_KEY_HINT = "Give a key with --api-key aa_live_…, AGENT_TUI_API_KEY, or a saved profile."
+_EMBEDDED_HINT = (
+    "The embedded backend keeps its data under the agent-tui data directory and logs to "
+    "agent-tui.log there. Check that the disk is writable and the config file is valid JSON."
+)
+
+
+def explain(mode: str, exc: BaseException) -> tuple[str, str]:
+    """What failed, and what to do about it when the message does not already say so."""
+    message = describe(exc)
+    code = error_code(exc)
+    if code in ("INVALID_API_KEY", "MISSING_API_KEY"):
+        return message, _KEY_HINT
+    if code is not None:
+        # Connection errors and the server's own errors carry their advice.
+        return message, ""
+    if mode == "embedded" and "already running" not in message:
+        return message, _EMBEDDED_HINT
+    return message, ""
 
 
 class ConnectErrorScreen(ModalScreen[bool]):
@@ -26,11 +37,17 @@ class ConnectErrorScreen(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "dismiss(False)", "Quit"), Binding("r", "dismiss(True)", "Retry")]
 
-    def __init__(self, mode: str, label: str, message: str) -> None:
+    def __init__(self, mode: str, label: str, message: str, hint: str = "") -> None:
         super().__init__()
         self.mode = mode
         self.label = label
         self.message = message
+        self.hint = hint
+
+    @classmethod
+    def for_error(cls, mode: str, label: str, exc: BaseException) -> ConnectErrorScreen:
+        """The screen for ``exc``: its message, and a hint only when it adds something."""
+        return cls(mode, label, *explain(mode, exc))
 
     def compose(self) -> ComposeResult:
         title = (
@@ -38,12 +55,15 @@ class ConnectErrorScreen(ModalScreen[bool]):
             if self.mode == "embedded"
             else f"Cannot connect ({self.label})"
         )
+        # The dialog's own keys, over the footer of the screen behind it.
+        yield Footer(compact=True)
         with Vertical(classes="dialog", id="connect-error"):
             yield Label(title, classes="dialog-title", markup=False)
             yield Static(
                 self.message, classes="dialog-error", markup=False, id="connect-error-message"
             )
-            yield Static(_HINTS.get(self.mode, ""), classes="dialog-hint", markup=False)
+            if self.hint:
+                yield Static(self.hint, classes="dialog-hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Quit", id="quit")
                 yield Button("Retry", id="retry", variant="primary")

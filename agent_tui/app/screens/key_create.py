@@ -10,7 +10,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Footer,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
 
 EXPIRY_CHOICES = [
     ("Never", 0),
@@ -37,6 +47,8 @@ class KeyCreateScreen(ModalScreen[KeyRequest | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def compose(self) -> ComposeResult:
+        # The dialog's own keys, over the footer of the screen behind it.
+        yield Footer(compact=True)
         with Vertical(classes="dialog", id="key-create"):
             yield Label("New API key", classes="dialog-title")
             yield Label("Name", classes="field-label")

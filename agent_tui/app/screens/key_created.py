@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 
 class KeyCreatedScreen(ModalScreen[None]):
@@ -25,6 +25,8 @@ class KeyCreatedScreen(ModalScreen[None]):
         self.scopes = scopes
 
     def compose(self) -> ComposeResult:
+        # The dialog's own keys, over the footer of the screen behind it.
+        yield Footer(compact=True)
         with Vertical(classes="dialog", id="key-created"):
             yield Label(f"Key “{self.key_name}” created", classes="dialog-title", markup=False)
             yield Static(

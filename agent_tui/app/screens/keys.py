@@ -46,10 +46,16 @@ class KeysScreen(Screen[None]):
         Binding("f5", "refresh", "Refresh"),
     ]
 
+    # Below this width the table is compact: no Created and Env columns (the key's
+    # prefix shows its environment), shorter statuses and scopes.
+    COMPACT_BELOW = 100
+
     def __init__(self) -> None:
         super().__init__()
         self.keys: dict[str, KeyOut] = {}
         self.is_admin: bool | None = None  # None until known
+        self._own: KeyOut | None = None
+        self._compact: bool | None = None
 
     @property
     def agent_app(self) -> AgentApp:
@@ -69,12 +75,30 @@ class KeysScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        # Most telling first: at 80 columns the last ones scroll into view.
-        table.add_columns(
-            "Name", "Key", "Status", "Scopes", "Last used", "Expires", "Created", "Env"
-        )
+        self._fit(self.app.size.width)
         self.action_refresh()
+
+    def on_resize(self) -> None:
+        self._fit(self.size.width)
+
+    def _fit(self, width: int) -> None:
+        compact = width < self.COMPACT_BELOW
+        if compact == self._compact:
+            return
+        self._compact = compact
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        columns = ["Name", "Key", "Status", "Scopes", "Last used", "Expires"]
+        table.add_columns(*(columns if compact else [*columns, "Created", "Env"]))
+        self._fill()
+
+    def _fill(self, select_id: str | None = None) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for key in self.keys.values():
+            table.add_row(*self._row(key, self._own), key=key.id)
+        if select_id in self.keys:
+            table.move_cursor(row=table.get_row_index(select_id))
 
     def action_refresh(self) -> None:
         """Reload the list."""
@@ -104,35 +128,42 @@ class KeysScreen(Screen[None]):
         self.is_admin = None if own is None else "admin" in own.scopes
         self._notice(NEEDS_ADMIN if self.is_admin is False else "", error=False)
         self.keys = {k.id: k for k in keys}
-        table.clear()
-        for key in keys:
-            table.add_row(*self._row(key, own), key=key.id)
+        self._own = own
+        self._fill(select_id)
         empty = self.query_one("#keys-empty", Static)
         empty.update("" if keys else "No keys. Press N to create one.")
-        if select_id in self.keys:
-            table.move_cursor(row=table.get_row_index(select_id))
 
     def _row(self, key: KeyOut, own: KeyOut | None) -> list[Text]:
+        compact = bool(self._compact)
+        this_key = own is not None and own.id == key.id
         if key.revoked_at:
-            status = Text(f"revoked {short_date(key.revoked_at)}", style="red")
+            when = "" if compact else f" {short_date(key.revoked_at)}"
+            status = Text(f"revoked{when}", style="red")
         elif key.expires_at and key.expires_at < _now_iso():
             status = Text("expired", style="yellow")
+        elif this_key:
+            # The key in use is active by definition.
+            status = Text("this key" if compact else "active (this key)", style="green")
         else:
-            status = Text(
-                "active" + (" (this key)" if own is not None and own.id == key.id else ""),
-                style="green",
-            )
+            status = Text("active", style="green")
         dim = "dim" if key.revoked_at else ""
+        # Compact: admin stands for admin,sessions (every key has the sessions scope).
+        scopes = (
+            ("admin" if "admin" in key.scopes else "sessions") if compact else ",".join(key.scopes)
+        )
         cells = [
             Text(key.name, style=dim),
             Text(key_display(key), style=dim),
             status,
-            Text(",".join(key.scopes), style=dim),
+            Text(scopes, style=dim),
             Text(ago(key.last_used_at) if key.last_used_at else "never", style=dim),
             Text(short_date(key.expires_at)[:10] if key.expires_at else "never", style=dim),
-            Text(short_date(key.created_at)[:10], style=dim),
-            Text(key.environment, style=dim),
         ]
+        if not compact:
+            cells += [
+                Text(short_date(key.created_at)[:10], style=dim),
+                Text(key.environment, style=dim),
+            ]
         return cells
 
     def _notice(self, text: str, *, error: bool) -> None:

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Footer, Input, Label
 
 
 class TextInputScreen(ModalScreen[str | None]):
@@ -25,6 +25,8 @@ class TextInputScreen(ModalScreen[str | None]):
         self.max_length = max_length
 
     def compose(self) -> ComposeResult:
+        # The dialog's own keys, over the footer of the screen behind it.
+        yield Footer(compact=True)
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Input(

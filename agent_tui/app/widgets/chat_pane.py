@@ -14,6 +14,7 @@ from textual.reactive import var
 from textual.widgets import Static
 
 from agent_tui.app.api_errors import describe, error_code
+from agent_tui.app.session_status import STATUS_EVENTS, apply_status_event
 from agent_tui.app.widgets.chat_view import ChatView
 from agent_tui.app.widgets.prompt import PromptArea
 
@@ -28,23 +29,13 @@ YIELD_EVERY_S = 0.01
 # History shown when a session is opened; older messages stay on the server.
 HISTORY_LIMIT = 100
 
-# Session status carried by each session.* event: (status, sandbox state).
-_STATUS_EVENTS: dict[str, tuple[str, str | None]] = {
-    "session.starting": ("starting", "starting"),
-    "session.ready": ("idle", "ready"),
-    "session.idle": ("idle", None),
-    "session.running": ("running", "ready"),
-    "session.paused": ("paused", "paused"),
-    "session.resumed": ("idle", "ready"),
-    "session.terminated": ("terminated", "terminated"),
-    "session.error": ("error", None),
-}
-
+# Paragraphs without hard line breaks: they wrap to whatever width the pane has.
 WELCOME = """\
 [b]Welcome to agent-tui.[/b]
 
-Type a message below and press [b]Enter[/b] to start a session,
-or press [b]Ctrl+N[/b] for a new one. [b]Ctrl+P[/b] lists every action.
+Type a message below and press [b]Enter[/b] to start a session, or press [b]Ctrl+N[/b] \
+for a new one. [b]Ctrl+P[/b] lists every action.
+
 In the prompt, [b]Ctrl+J[/b] adds a line and [b]↑[/b] recalls earlier messages.
 """
 
@@ -280,8 +271,9 @@ class ChatPane(Vertical):
             self.notify(text, title="Turn failed", severity="error")
         elif kind == "session.progress":
             self.post_message(self.Progress(data.get("message", "")))
-        elif kind in _STATUS_EVENTS:
-            status, sandbox_state = _STATUS_EVENTS[kind]
+        elif kind in STATUS_EVENTS:
+            update = apply_status_event(self.status, kind)
+            assert update is not None
             if kind == "session.error":
                 text = data.get("message") or "The session failed"
                 await chat.add_notice(f"Session error: {text}", "error")
@@ -293,7 +285,7 @@ class ChatPane(Vertical):
             if kind in ("session.idle", "session.ready"):
                 self._sending = False
                 self.post_message(self.Progress(""))
-            self._set_status(status, sandbox_state)
+            self._set_status(update.status, update.sandbox_state)
 
     # ---- sending and interrupting
 

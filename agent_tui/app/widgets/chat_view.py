@@ -11,6 +11,7 @@ from textual.widgets import Static
 from agent_tui.app.widgets.chat_notice import ChatNotice, NoticeKind
 from agent_tui.app.widgets.tool_call import ToolCallBlock
 from agent_tui.app.widgets.user_message import UserMessage
+from backend.schemas import TextBlockOut, ToolUseBlockOut
 
 if TYPE_CHECKING:
     from agent_tui.app.widgets.assistant_message import AssistantMessage
@@ -173,20 +174,27 @@ class ChatView(VerticalScroll):
             if message.role == "user":
                 widgets.append(UserMessage(message.content, message_id=message.id))
                 continue
-            # A stored assistant message is one model response: its text, then the
-            # tool calls it made (the order the model streamed them in).
-            if message.content.strip():
-                widgets.append(_assistant_message_class()(message.content, message_id=message.id))
-            for call in message.tool_calls:
+            # A stored assistant message is a whole turn; its blocks hold the text and
+            # tool calls in the order they streamed. A server without blocks gives
+            # the text, then the tool calls.
+            blocks = message.blocks or [
+                *([TextBlockOut(text=message.content)] if message.content else []),
+                *(ToolUseBlockOut(**call.model_dump()) for call in message.tool_calls),
+            ]
+            for item in blocks:
+                if isinstance(item, TextBlockOut):
+                    if item.text.strip():
+                        widgets.append(_assistant_message_class()(item.text, message_id=message.id))
+                    continue
                 block = ToolCallBlock(
-                    call.id,
-                    call.name,
-                    call.arguments,
-                    finished=call.result is not None or call.is_error,
-                    result=call.result,
-                    is_error=call.is_error,
+                    item.id,
+                    item.name,
+                    item.arguments,
+                    finished=item.result is not None or item.is_error,
+                    result=item.result,
+                    is_error=item.is_error,
                 )
-                self._tools[call.id] = block
+                self._tools[item.id] = block
                 widgets.append(block)
             if message.stop_reason == "interrupted":
                 widgets.append(ChatNotice("Interrupted: the turn was stopped.", "interrupted"))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+
+if TYPE_CHECKING:
+    from agent_tui.app.prompt_history import PromptHistory
 
 
 class PromptArea(TextArea):
@@ -13,7 +18,8 @@ class PromptArea(TextArea):
     Enter posts ``Submitted``; Shift+Enter or Ctrl+J inserts a new line (many
     terminals cannot tell Shift+Enter from Enter, Ctrl+J always works). Up on
     the first line walks back through sent messages, Down on the last line
-    walks forward again and finally restores the draft.
+    walks forward again and finally restores the draft. With the app's
+    ``prompt_history``, the history starts with earlier runs' prompts.
     """
 
     DEFAULT_CSS = """
@@ -66,6 +72,16 @@ class PromptArea(TextArea):
             event.prevent_default()
             self.insert("\n")
 
+    def on_mount(self) -> None:
+        store = self._store
+        if store is not None:
+            self.sent_history = store.load()[-self.history_size :]
+
+    @property
+    def _store(self) -> PromptHistory | None:
+        # Kept by the app so that every prompt of a run shares one file.
+        return getattr(self.app, "prompt_history", None)
+
     def submit(self) -> None:
         """Post the text (if any) and remember it in the history; the caller clears it."""
         text = self.text
@@ -78,6 +94,8 @@ class PromptArea(TextArea):
         if not self.sent_history or self.sent_history[-1] != text:
             self.sent_history.append(text)
             del self.sent_history[: -self.history_size]
+            if self._store is not None:
+                self._store.append(text)
         self._history_index = None
         self._draft = ""
         self.clear()

@@ -43,7 +43,7 @@ class SessionsPane(Vertical):
         border-right: tall $panel;
         & > #sessions-heading { padding: 0 1; text-style: bold; color: $text-accent; width: 1fr; }
         & > OptionList { height: 1fr; border: none; padding: 0; background: transparent; }
-        & > #sessions-empty { padding: 1 1; color: $text-muted; }
+        & > #sessions-empty { padding: 1 1; color: $text-muted; width: 1fr; }
     }
     """
 
@@ -63,7 +63,7 @@ class SessionsPane(Vertical):
         yield Label("Sessions", id="sessions-heading")
         yield OptionList(id="session-list")
         yield Label(
-            "No sessions yet.\nCtrl+N starts one,\nor just type a message.", id="sessions-empty"
+            "No sessions yet. Ctrl+N starts one, or just type a message.", id="sessions-empty"
         )
 
     @property

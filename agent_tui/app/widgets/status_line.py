@@ -66,24 +66,70 @@ class StatusLine(Widget):
         else:
             self._timer.pause()
 
-    def render(self) -> Content:
+    def _fields(self, compact: bool) -> list[tuple[int, Content]]:
+        """(priority, text) of each field in display order; a lower priority is dropped first."""
         status = self.session_status
         icon = _SPINNER[self._frame] if status in ("running", "starting") else "●"
-        parts: list[str | tuple[str, str]] = [
-            (f"{icon} {status}", f"bold {_STATUS_STYLE.get(status, '$text-muted')}"),
-            "  │ sandbox ",
-            (self.sandbox_state, _SANDBOX_STYLE.get(self.sandbox_state, "$text-muted")),
-            "  │ ",
-            (self.connection, f"bold {_CONNECTION_STYLE.get(self.connection, '$text-muted')}"),
+        sandbox_label = "" if compact else "sandbox "
+        fields: list[tuple[int, Content]] = [
+            (
+                90,
+                Content.styled(
+                    f"{icon} {status}", f"bold {_STATUS_STYLE.get(status, '$text-muted')}"
+                ),
+            ),
+            (
+                70,
+                Content.assemble(
+                    sandbox_label,
+                    (self.sandbox_state, _SANDBOX_STYLE.get(self.sandbox_state, "$text-muted")),
+                ),
+            ),
+            # "connected" is the normal case: the first to go when room is short.
+            (
+                10 if self.connection == "connected" else 85,
+                Content.styled(
+                    self.connection,
+                    f"bold {_CONNECTION_STYLE.get(self.connection, '$text-muted')}",
+                ),
+            ),
         ]
         if self.tokens is not None:
-            parts += ["  │ ", (f"{compact_count(self.tokens)} tokens", "")]
+            fields.append(
+                (30, Content(f"{compact_count(self.tokens)} tok{'' if compact else 'ens'}"))
+            )
         if self.rate_remaining is not None:
             limit = f"/{self.rate_limit}" if self.rate_limit else ""
-            low = self.rate_limit and self.rate_remaining < self.rate_limit * 0.1
-            parts += ["  │ ", (f"{self.rate_remaining}{limit} req left", "$error" if low else "")]
+            low = bool(self.rate_limit and self.rate_remaining < self.rate_limit * 0.1)
+            fields.append(
+                (
+                    80 if low else 40,
+                    Content.styled(
+                        f"{self.rate_remaining}{limit} req{'' if compact else ' left'}",
+                        "$error" if low else "",
+                    ),
+                )
+            )
         if self.progress:
-            parts += ["  │ ", (self.progress, "italic $text-muted")]
+            fields.append((80, Content.styled(self.progress, "italic $text-muted")))
         if self.mode:
-            parts += ["  │ ", (self.mode, "$text-muted")]
-        return Content.assemble(*parts)
+            fields.append((20, Content.styled(self.mode, "$text-muted")))
+        return fields
+
+    def render(self) -> Content:
+        """The fields that fit the width, most telling first: first the labels get
+        shorter, then the least telling fields go (the mode, "connected", tokens),
+        and a progress text that still does not fit is cut with an ellipsis."""
+        width = self.content_size.width or 1_000
+        for compact in (False, True):
+            separator = " │ " if compact else "  │ "
+            fields = self._fields(compact)
+            line = Content(separator).join(text for _, text in fields)
+            if line.cell_length <= width:
+                return line
+        for priority in sorted({p for p, _ in fields}):
+            kept = [(p, text) for p, text in fields if p > priority]
+            line = Content(separator).join(text for _, text in kept)
+            if line.cell_length <= width or len(kept) <= 2:
+                return line.truncate(width, ellipsis=True)
+        return line.truncate(width, ellipsis=True)

@@ -41,6 +41,12 @@ from sandbox.base import normalize_relative_path
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 _default = rate_limited("default")
+# Reads a client refreshes on its own: X-Background-Refresh: 1 counts them apart.
+_refreshable = rate_limited("default", background=True)
+_BACKGROUND_DOC = (
+    "1 for a client's automatic refresh (not a user's action): the request counts in the "
+    "`background` rate-limit class instead of the default one"
+)
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -116,9 +122,14 @@ async def list_sessions(
     status: str | None = Query(None, description="Only sessions in this status"),
     limit: int = Query(50, ge=1, le=100),
     cursor: str | None = Query(None, description="`nextCursor` of the previous page"),
-    principal: Principal = Depends(_default),
+    x_background_refresh: str | None = Header(
+        None, description=_BACKGROUND_DOC
+    ),  # read by the dependency
+    principal: Principal = Depends(_refreshable),
 ) -> SessionList:
-    """The user's sessions, newest first, ``limit`` per page; ``nextCursor`` is null on the last page."""
+    """The user's sessions, newest first, ``limit`` per page; ``nextCursor`` is null on the
+    last page. ``X-Background-Refresh: 1`` counts the request in the ``background``
+    rate-limit class (``RATE_LIMIT_BACKGROUND``), for a client's automatic refresh."""
     if status is not None and status not in SESSION_STATUSES:
         raise ValidationError(
             f"status must be one of {', '.join(SESSION_STATUSES)}", details={"status": status}
@@ -138,8 +149,15 @@ async def list_sessions(
 
 @router.get("/{session_id}", response_model=SessionOut, responses=errors(400, 404))
 async def get_session(
-    request: Request, session_id: str, principal: Principal = Depends(_default)
+    request: Request,
+    session_id: str,
+    x_background_refresh: str | None = Header(
+        None, description=_BACKGROUND_DOC
+    ),  # read by the dependency
+    principal: Principal = Depends(_refreshable),
 ) -> SessionOut:
+    """One session. ``X-Background-Refresh: 1`` counts the request in the ``background``
+    rate-limit class, as for the list."""
     actor = await _actor(request, session_id, principal)
     return SessionOut.of(actor.view())
 
@@ -209,7 +227,10 @@ async def list_messages(
     principal: Principal = Depends(_default),
 ) -> MessageList:
     """The conversation, oldest first. ``hasMore`` says whether older messages exist
-    (page back with ``before`` = the first message's id)."""
+    (page back with ``before`` = the first message's id). An assistant message is a
+    whole turn; its ``blocks`` (an extension of the contract) give its text and tool
+    calls interleaved in the order they streamed, while ``content`` and ``toolCalls``
+    hold them apart."""
     actor = await _actor(request, session_id, principal)
     if before is not None:
         before = parse_uuid(before, "before")

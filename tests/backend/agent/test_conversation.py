@@ -114,3 +114,55 @@ def test_a_message_of_only_stray_results_disappears_and_neighbours_merge():
 )
 def test_empty_and_leading_junk_is_dropped(messages):
     assert check(messages) == [user_message("x")]
+
+
+def test_ordered_blocks_pair_tool_uses_with_their_results_in_order() -> None:
+    from backend.agent.conversation import ordered_blocks
+
+    turn = [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Look."},
+                {"type": "tool_use", "id": "t1", "name": "shell", "input": {"command": "ls"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [{"type": "text", "text": "a"}],
+                }
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Now."},
+                {"type": "tool_use", "id": "t2", "name": "shell", "input": {}},
+            ],
+        },
+    ]
+    assert ordered_blocks(turn, "assistant") == [
+        {"type": "text", "text": "Look."},
+        {
+            "type": "tool_use",
+            "id": "t1",
+            "name": "shell",
+            "arguments": {"command": "ls"},
+            "result": "a",
+            "is_error": False,
+        },
+        {"type": "text", "text": "Now."},
+        {
+            "type": "tool_use",
+            "id": "t2",
+            "name": "shell",
+            "arguments": {},
+            "result": None,
+            "is_error": False,
+        },
+    ]
+    assert ordered_blocks(turn, "user") == []

@@ -218,3 +218,30 @@ async def test_revocation_reaches_another_process_within_the_cache_ttl(
         assert asyncio.get_running_loop().time() - started <= 1.5, (
             "the other process still accepts it"
         )
+
+
+async def test_background_refreshes_count_in_a_class_of_their_own(tmp_path, fake_model) -> None:
+    from backend.settings import RateLimit
+    from tests.backend.api.conftest import api_for, make_settings
+
+    settings = make_settings(
+        tmp_path,
+        fake_model.url,
+        rate_limit_default=RateLimit(5, 60),
+        rate_limit_background=RateLimit(3, 60),
+    )
+    async with api_for(settings, fake_model) as api:
+        key = await api.key()
+        background = {**api.auth(key), "X-Background-Refresh": "1"}
+        for left in (2, 1, 0):
+            r = await api.http.get("/v1/sessions", headers=background)
+            assert r.status_code == 200 and r.headers["x-ratelimit-remaining"] == str(left)
+        error = assert_error(
+            await api.http.get("/v1/sessions", headers=background), 429, "RATE_LIMIT_EXCEEDED"
+        )
+        assert error["details"]["routeClass"] == "background"
+        # The user's own budget is untouched; the header means nothing on other routes.
+        r = await api.http.get("/v1/sessions", headers=api.auth(key))
+        assert r.headers["x-ratelimit-remaining"] == "4"
+        r = await api.http.get("/v1/keys", headers=background)
+        assert r.headers["x-ratelimit-remaining"] == "3"
