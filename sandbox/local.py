@@ -4,14 +4,17 @@ Workspaces and snapshots are directories under ``root`` (see
 ``sandbox.local_layout``); pausing and resuming are renames, so both are instant.
 
 Commands run under bubblewrap when it is available (see
-``sandbox.local_isolation`` for what the jail allows), else directly with a
-scrubbed environment (``isolation == "none"``, for which the server asks an
-explicit opt-in).
+``sandbox.local_isolation`` for what the jail allows), as a user that is never
+root (``sandbox.local_identity``) and under resource bounds
+(``sandbox.local_limits``); else directly with a scrubbed environment
+(``isolation == "none"``, for which the server asks an explicit opt-in).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import shutil
 import time
 import uuid
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from backend.errors import ValidationError
 from sandbox.base import (
     ExecResult,
     FileEntry,
@@ -39,19 +43,37 @@ from sandbox.local_git import (
     parse_repo,
     redact,
 )
+from sandbox.local_identity import SandboxUser, chown_tree, sandbox_user, write_identity
 from sandbox.local_isolation import (
     BwrapIsolation,
     Isolation,
     NoIsolation,
     bwrap_available,
     hidden_directories,
+    isolation_tools,
     minimal_env,
     sandbox_path,
 )
 from sandbox.local_layout import SAFE_ID, WorkspaceLayout
-from sandbox.local_process import ProcessSet, kill_processes_in, run_process
+from sandbox.local_limits import ResourceLimits, explain_limit, workspace_usage
+from sandbox.local_process import ProcessSet, kill_processes_in, run_process, with_note
 
-__all__ = ["BwrapUnavailable", "LocalSandbox", "LocalSandboxProvider", "bwrap_available"]
+__all__ = [
+    "DEFAULT_UID_BASE",
+    "BwrapUnavailable",
+    "LocalSandbox",
+    "LocalSandboxProvider",
+    "ResourceLimits",
+    "WorkspaceFull",
+    "bwrap_available",
+]
+
+# First host uid of the per-session sandbox users (a root server only).
+DEFAULT_UID_BASE = 1_000_000
+_MIB = 1024 * 1024
+# The workspace size is measured at least this often while a command runs,
+# less often when one measurement takes long (at most ~10% of a core).
+_WATCH_SECONDS = 1.0
 
 _MAX_LOGGED_SESSIONS = 1024
 _COMMAND_LOG_CHARS = 200
@@ -63,19 +85,39 @@ class BwrapUnavailable(SandboxError):
     default_message = "bubblewrap (bwrap) is required for the local sandbox but is not usable here"
 
 
+class WorkspaceFull(ValidationError):
+    """A write would take the workspace past its size bound."""
+
+    default_message = "The workspace is full"
+
+
 class LocalSandbox:
     """One session's running sandbox: a workspace directory and its processes."""
 
     def __init__(
-        self, provider: LocalSandboxProvider, session_id: str, sandbox_id: str, workspace: Path
+        self,
+        provider: LocalSandboxProvider,
+        session_id: str,
+        sandbox_id: str,
+        workspace: Path,
+        *,
+        user: SandboxUser,
+        etc_files: dict[str, Path],
     ) -> None:
         self._provider = provider
         self._id = sandbox_id
         self.session_id = session_id
         self.workspace = workspace
-        self._files = WorkspaceFiles(workspace, max_read_bytes=provider.max_read_bytes)
+        self.user = user
+        self._etc_files = etc_files
+        self._files = WorkspaceFiles(
+            workspace,
+            max_read_bytes=provider.max_read_bytes,
+            owner=(user.uid, user.gid) if user.switch else None,
+        )
         self._processes = ProcessSet()
         self._alive = True
+        self._usage: int | None = None  # bytes, as last measured (None: not yet)
 
     @property
     def id(self) -> str:
@@ -98,19 +140,22 @@ class LocalSandbox:
         """
         self._check_alive()
         workspace = str(self.workspace)
-        argv = self._provider._isolation.wrap(workspace, [self._provider._bash, "-lc", command])
+        argv = self.command_argv([self._provider._bash, "-lc", command])
         started = time.monotonic()
         shown = _shorten(command)
+        limits = self._provider.limits
         try:
             result = await run_process(
                 argv,
-                env=minimal_env(workspace, self._provider._path),
+                env=self.command_env(),
                 cwd=workspace,
                 timeout=timeout,
                 processes=self._processes,
                 on_output=on_output,
                 max_output_bytes=max_output_bytes,
+                stop=self._watch_workspace if limits.workspace_mib else None,
             )
+            result = await self._note_limits(result)
         except asyncio.CancelledError:
             self._log(f"exec interrupted after {time.monotonic() - started:.2f}s: {shown}")
             raise
@@ -125,15 +170,91 @@ class LocalSandbox:
         self._log(f"exec {outcome} in {time.monotonic() - started:.2f}s: {shown}")
         return result
 
+    def command_argv(self, argv: list[str], *, read_only: Sequence[str] = ()) -> list[str]:
+        """``argv`` wrapped to run in this sandbox: its mounts, its user, its bounds.
+
+        Anything started inside the sandbox goes through here (the shell
+        tool's commands, the clone, an agent engine run in the sandbox), so
+        each gets the same guarantees. Run it with ``command_env()`` and the
+        workspace as working directory.
+        """
+        return self._provider._isolation.wrap(
+            str(self.workspace),
+            argv,
+            user=self.user,
+            etc_files=self._etc_files,
+            read_only=read_only,
+        )
+
+    def command_env(self) -> dict[str, str]:
+        """The whole environment for ``command_argv``: nothing of the server's."""
+        return minimal_env(
+            self.workspace, self._provider._path, user=self._provider._isolation.user_name
+        )
+
+    async def _watch_workspace(self) -> str:
+        """Return (a reason to stop the command) once the workspace outgrows its bound."""
+        bound = self._provider.limits.workspace_bytes
+        interval = _WATCH_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            started = time.monotonic()
+            used = await asyncio.to_thread(workspace_usage, str(self.workspace), stop_above=bound)
+            self._usage = used
+            if used > bound:
+                return (
+                    f"stopped: the workspace grew past its bound of {bound // _MIB} MiB "
+                    "(LOCAL_SANDBOX_WORKSPACE_MIB); delete files to make room"
+                )
+            interval = max(_WATCH_SECONDS, 10 * (time.monotonic() - started))
+
+    async def _note_limits(self, result: ExecResult) -> ExecResult:
+        """Add a ``[sandbox]`` line to the result when a bound was (probably) hit."""
+        limits = self._provider.limits
+        notes = []
+        if (reason := explain_limit(result, limits)) is not None:
+            notes.append(reason)
+        if limits.workspace_mib and "LOCAL_SANDBOX_WORKSPACE_MIB" not in result.stderr:
+            bound = limits.workspace_bytes
+            self._usage = await asyncio.to_thread(
+                workspace_usage, str(self.workspace), stop_above=bound
+            )
+            if self._usage > bound:
+                notes.append(
+                    f"the workspace is over its bound of {bound // _MIB} MiB "
+                    "(LOCAL_SANDBOX_WORKSPACE_MIB): delete files; writing files is refused until then"
+                )
+        if not notes:
+            return result
+        stderr = result.stderr
+        for note in notes:
+            stderr = with_note(stderr, note)
+        return dataclasses.replace(result, stderr=stderr)
+
     async def read_file(self, path: str) -> bytes:
         """A file's bytes (``ValidationError`` over the provider's read limit)."""
         self._check_alive()
         return await asyncio.to_thread(self._files.read, path)
 
     async def write_file(self, path: str, data: bytes) -> None:
-        """Create or overwrite, creating parent directories."""
+        """Create or overwrite, creating parent directories (``WorkspaceFull``
+        when the workspace would pass its size bound)."""
         self._check_alive()
+        bound = self._provider.limits.workspace_bytes
+        if bound:
+            if self._usage is None:
+                self._usage = await asyncio.to_thread(
+                    workspace_usage, str(self.workspace), stop_above=bound
+                )
+            if self._usage + len(data) > bound:
+                raise WorkspaceFull(
+                    f"The workspace is full: it may hold {bound // _MIB} MiB "
+                    "(LOCAL_SANDBOX_WORKSPACE_MIB); delete files first",
+                    details={"path": path, "limitBytes": bound},
+                )
         await asyncio.to_thread(self._files.write, path, data)
+        if bound:
+            self._usage = (self._usage or 0) + len(data)
 
     async def list_dir(self, path: str) -> list[FileEntry]:
         """Entries of a directory, sorted by name."""
@@ -166,8 +287,10 @@ class LocalSandboxProvider:
     ``isolation``: "auto" (bubblewrap if it works here, else none), "bwrap"
     (raise ``BwrapUnavailable`` if it does not) or "none". ``hidden_paths`` are
     more host directories a bwrap sandbox must not see (the server's data and
-    config directories). ``allow_file_repos`` lets ``create`` clone
-    ``file://`` URLs: for tests only.
+    config directories). ``limits`` bound each command (``ResourceLimits``);
+    ``uid_base`` is the first host uid of the sessions' users when the server
+    runs as root. ``allow_file_repos`` lets ``create`` clone ``file://`` URLs:
+    for tests only.
     """
 
     name = "local"
@@ -183,9 +306,16 @@ class LocalSandboxProvider:
         clone_timeout: float = 600.0,
         max_read_bytes: int = MAX_READ_BYTES,
         network: bool = True,
+        limits: ResourceLimits | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
     ) -> None:
-        self.root = Path(root)
+        # Resolved: the workspace appears at this path inside the sandbox.
+        self.root = Path(root).resolve()
         self.network = network
+        self.limits = limits or ResourceLimits()
+        if not 0 < uid_base <= 2**32 - 2 - (1 << 20):
+            raise ValueError(f"uid_base must leave room for 2**20 uids below 2**32; got {uid_base}")
+        self.uid_base = uid_base
         self.log_limit = log_limit
         self.max_read_bytes = max_read_bytes
         self._allow_file_repos = allow_file_repos
@@ -243,7 +373,7 @@ class LocalSandboxProvider:
         meta = await asyncio.to_thread(self._layout.live_meta, session_id)
         if meta.get("sandboxId") != sandbox_id:
             return None
-        sandbox = self._register(session_id, sandbox_id, self._layout.workspace(session_id))
+        sandbox = await self._register(session_id, sandbox_id, self._layout.workspace(session_id))
         self._log(session_id, sandbox_id, "reattached")
         return sandbox
 
@@ -292,7 +422,7 @@ class LocalSandboxProvider:
         if previous is not None and previous._alive:
             # Only after a repeated resume: the earlier handle gives way to this one.
             await previous._stop()
-        sandbox = self._register(session_id, sandbox_id, workspace)
+        sandbox = await self._register(session_id, sandbox_id, workspace)
         self._log(session_id, sandbox_id, f"resumed from snapshot {snapshot_id}")
         return sandbox
 
@@ -345,29 +475,56 @@ class LocalSandboxProvider:
     def _choose_isolation(self, isolation: str, hidden_paths: Sequence[Path | str]) -> Isolation:
         if isolation not in ("auto", "bwrap", "none"):
             raise ValueError(f"isolation must be auto, bwrap or none; got {isolation!r}")
+        tools = isolation_tools()
         if isolation == "none":
-            return NoIsolation()
-        bwrap = shutil.which("bwrap")
-        if bwrap is None or not bwrap_available():
+            return NoIsolation(tools["prlimit"], self.limits)
+        bwrap, prlimit, setpriv = tools["bwrap"], tools["prlimit"], tools["setpriv"]
+        if bwrap is None or prlimit is None or not bwrap_available():
             if isolation == "auto":
-                return NoIsolation()
+                return NoIsolation(prlimit, self.limits)
             if bwrap is None:
                 raise BwrapUnavailable(
                     "The local sandbox needs bubblewrap (bwrap), which is not installed: "
                     "install it (apt install bubblewrap, dnf install bubblewrap) or choose isolation 'none'"
+                )
+            if prlimit is None or (setpriv is None and os.geteuid() == 0):
+                raise BwrapUnavailable(
+                    "The local sandbox needs prlimit and setpriv (util-linux) beside bubblewrap: "
+                    "install util-linux or choose isolation 'none'"
                 )
             raise BwrapUnavailable(
                 "bubblewrap (bwrap) is installed but cannot create a sandbox here "
                 "(are user namespaces disabled?); fix that or choose isolation 'none'"
             )
         return BwrapIsolation(
-            bwrap, hidden=hidden_directories(self.root, hidden_paths), network=self.network
+            bwrap,
+            prlimit,
+            setpriv,
+            hidden=hidden_directories(self.root, hidden_paths),
+            network=self.network,
+            limits=self.limits,
         )
 
-    def _register(self, session_id: str, sandbox_id: str, workspace: Path) -> LocalSandbox:
-        sandbox = LocalSandbox(self, session_id, sandbox_id, workspace)
+    async def _register(self, session_id: str, sandbox_id: str, workspace: Path) -> LocalSandbox:
+        """A handle on the session's workspace, its user and ``/etc`` files ready."""
+        if self._isolation.name == "bwrap":
+            user = sandbox_user(session_id, self.uid_base)
+        else:  # no isolation: commands run as the server's own user
+            user = SandboxUser(os.getuid(), os.getgid(), switch=False)
+        etc_files = await asyncio.to_thread(self._prepare, session_id, workspace, user)
+        sandbox = LocalSandbox(
+            self, session_id, sandbox_id, workspace, user=user, etc_files=etc_files
+        )
         self._sandboxes[session_id] = sandbox
         return sandbox
+
+    def _prepare(self, session_id: str, workspace: Path, user: SandboxUser) -> dict[str, Path]:
+        """Write the session's generated ``/etc`` files and give the workspace
+        to the sandbox user (a workspace from before sandbox users existed, or
+        a new one). Blocking: run it in a thread."""
+        if user.switch and workspace.stat().st_uid != user.uid:
+            chown_tree(workspace, user.uid, user.gid)
+        return write_identity(self._layout.session_dir(session_id) / "etc", user, str(workspace))
 
     async def _create(
         self,
@@ -380,7 +537,7 @@ class LocalSandboxProvider:
         sandbox_id = _new_id("local")
         try:
             workspace = await asyncio.to_thread(self._layout.make_workspace, session_id, sandbox_id)
-            sandbox = self._register(session_id, sandbox_id, workspace)
+            sandbox = await self._register(session_id, sandbox_id, workspace)
             self._log(session_id, sandbox_id, f"created ({self.isolation} isolation)")
             if source is not None:
                 await _progress(on_progress, f"cloning {source.display}")
@@ -398,15 +555,14 @@ class LocalSandboxProvider:
 
     async def _clone(self, sandbox: LocalSandbox, source: RepoSource, token: str | None) -> None:
         workspace = str(sandbox.workspace)
-        argv = self._isolation.wrap(
-            workspace,
+        argv = sandbox.command_argv(
             clone_argv(self._git, source),
             read_only=[source.local_path] if source.local_path else (),
         )
         started = time.monotonic()
         result = await run_process(
             argv,
-            env=clone_env(minimal_env(workspace, self._path), source, token),
+            env=clone_env(sandbox.command_env(), source, token),
             cwd=workspace,
             timeout=self._clone_timeout,
             processes=sandbox._processes,

@@ -46,10 +46,17 @@ class WorkspaceFiles:
     """Reads, writes and lists files under one workspace directory."""
 
     def __init__(
-        self, workspace: str | os.PathLike[str], *, max_read_bytes: int = MAX_READ_BYTES
+        self,
+        workspace: str | os.PathLike[str],
+        *,
+        max_read_bytes: int = MAX_READ_BYTES,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         self.root = os.path.realpath(workspace)
         self.max_read_bytes = max_read_bytes
+        # (uid, gid) that files and directories made here are given: the
+        # sandbox user's, when the server (root) writes for it.
+        self.owner = owner
 
     def read(self, path: str) -> bytes:
         """The bytes of a regular file."""
@@ -93,6 +100,8 @@ class WorkspaceFiles:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ValidationError("Not a regular file", details={"path": rel})
+            if self.owner is not None:
+                os.fchown(fd, *self.owner)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -149,6 +158,8 @@ class WorkspaceFiles:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(part, 0o755, dir_fd=fd)
                     next_fd = _open_subdir(part, fd)
+                    if self.owner is not None:
+                        os.fchown(next_fd, *self.owner)
                 os.close(fd)
                 fd = next_fd
             yield fd

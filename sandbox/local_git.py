@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -87,6 +88,14 @@ def parse_repo(repo: str, *, allow_file: bool = False) -> RepoSource:
 
 def clone_argv(git: str, source: RepoSource) -> list[str]:
     """Clone into the current directory (the empty workspace)."""
+    if source.local_path:
+        # A local repository (tests) belongs to another user than the
+        # sandbox's, which git refuses unless told; git clears config given
+        # through the environment for a local transport, so it goes here.
+        upload = (
+            f"{shlex.quote(git)} -c safe.directory={shlex.quote(source.local_path)} upload-pack"
+        )
+        return [git, "clone", "--quiet", "--upload-pack", upload, "--", source.url, "."]
     return [git, "clone", "--quiet", "--", source.url, "."]
 
 
@@ -106,16 +115,16 @@ def clone_env(base: dict[str, str], source: RepoSource, token: str | None) -> di
             "GIT_ALLOW_PROTOCOL": "file" if source.local_path else "https",
         }
     )
+    config: list[tuple[str, str]] = []
     if token:
         check_token(token)
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": f"http.{source.origin}.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-            }
-        )
+        config.append((f"http.{source.origin}.extraHeader", f"Authorization: Basic {basic}"))
+    if config:
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
 
 

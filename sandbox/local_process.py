@@ -15,12 +15,12 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sandbox.base import ExecResult, OutputCallback, SandboxError
 from sandbox.output import OutputCapture
 
-__all__ = ["OutputCapture", "ProcessSet", "kill_processes_in", "run_process"]
+__all__ = ["OutputCapture", "ProcessSet", "kill_processes_in", "run_process", "with_note"]
 
 # After the command exits, output still in the pipes is read at once; a
 # background job that keeps the pipes open is not waited for longer than this.
@@ -66,11 +66,15 @@ async def run_process(
     processes: ProcessSet,
     on_output: OutputCallback | None = None,
     max_output_bytes: int = 30_000,
+    stop: Callable[[], Awaitable[str]] | None = None,
 ) -> ExecResult:
     """Run ``argv`` in a new session (and process group) and collect its output.
 
     ``exit_code`` is the process's, 128 + N when killed by signal N, and -1 on
-    timeout. Raises ``SandboxError`` if the process cannot start.
+    timeout. ``stop``, if given, runs beside the process: when it returns a
+    reason, the process is killed like on a timeout and the reason ends its
+    stderr (a resource bound was passed). Raises ``SandboxError`` if the
+    process cannot start.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -104,6 +108,8 @@ async def run_process(
     transports: list[asyncio.ReadTransport] = []
     pumps: list[asyncio.Task[None]] = []
     timed_out = False
+    stopped: str | None = None
+    watcher = asyncio.ensure_future(stop()) if stop is not None else None
     try:
         if not processes.add(proc):
             raise SandboxError("The sandbox is stopped")
@@ -117,9 +123,10 @@ async def run_process(
         deadline = loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                await _wait_for_exit(proc, pumps)
+                stopped = await _wait_for_exit(proc, pumps, watcher)
         except TimeoutError:
             timed_out = True
+        if timed_out or stopped is not None:
             await _kill_and_reap(proc)
             deadline = loop.time() + _DRAIN_SECONDS
         await _drain(pumps, list(captures.values()), deadline)
@@ -131,6 +138,8 @@ async def run_process(
         await _kill_and_reap(proc)
         raise
     finally:
+        if watcher is not None:
+            watcher.cancel()
         processes.discard(proc)
         for pump in pumps:
             pump.cancel()
@@ -140,13 +149,23 @@ async def run_process(
             pipe.close()
 
     code = proc.returncode if proc.returncode is not None else -1
+    stderr = captures["stderr"].text()
+    if stopped is not None:
+        stderr = with_note(stderr, stopped)
     return ExecResult(
         exit_code=-1 if timed_out else (128 - code if code < 0 else code),
         stdout=captures["stdout"].text(),
-        stderr=captures["stderr"].text(),
+        stderr=stderr,
         timed_out=timed_out,
         truncated=any(c.truncated for c in captures.values()),
     )
+
+
+def with_note(stderr: str, note: str) -> str:
+    """``stderr`` with a ``[sandbox]`` line at its end: what the sandbox did or saw."""
+    if stderr and not stderr.endswith("\n"):
+        stderr += "\n"
+    return f"{stderr}[sandbox] {note}\n"
 
 
 async def _pump(
@@ -164,16 +183,26 @@ async def _pump(
         await on_output(name, text)
 
 
-async def _wait_for_exit(proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]]) -> None:
-    """Wait for the process to exit; raise at once if a pump (the callback) fails."""
+async def _wait_for_exit(
+    proc: asyncio.subprocess.Process,
+    pumps: list[asyncio.Task[None]],
+    watcher: asyncio.Future[str] | None,
+) -> str | None:
+    """Wait for the process to exit (None) or the watcher to give a reason to
+    stop it; raise at once if a pump (the callback) or the watcher fails."""
     waiter = asyncio.ensure_future(proc.wait())
     pending: set[asyncio.Future[object]] = {waiter, *pumps}
+    if watcher is not None:
+        pending.add(watcher)  # type: ignore[arg-type]
     try:
         while not waiter.done():
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not waiter and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+                if task is watcher:
+                    return watcher.result()
+        return None
     finally:
         waiter.cancel()
 

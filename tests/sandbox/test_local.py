@@ -270,7 +270,7 @@ async def test_cancel_leaves_no_process_behind(provider: LocalSandboxProvider) -
         started.set()
 
     task = asyncio.create_task(
-        sandbox.exec("echo go; sleep 300 & sleep 300", timeout=60, on_output=on_output)
+        sandbox.exec("echo go; sleep 300.75 & sleep 300.75", timeout=60, on_output=on_output)
     )
     await asyncio.wait_for(started.wait(), 5)
     await asyncio.sleep(0.1)  # let the second sleep start too
@@ -279,7 +279,7 @@ async def test_cancel_leaves_no_process_behind(provider: LocalSandboxProvider) -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert processes_in(sandbox.workspace) == []
-    assert processes_with("sleep 300") == []
+    assert processes_with("300.75") == []
     assert "interrupted" in (await provider.logs("s", sandbox.id, 10))[-1]
 
 
@@ -316,9 +316,7 @@ async def test_bwrap_jail(tmp_path: Path) -> None:
         await other.write_file("secret.txt", b"other session")
         host_tmp = tmp_path / "host-file"
         host_tmp.write_text("host")
-        private_tmp = (
-            tmp_path.parent / f"agent-tui-test-{uuid.uuid4().hex}"
-        )  # under the host's /tmp
+        private_tmp = Path("/tmp") / f"agent-tui-test-{uuid.uuid4().hex}"  # the host's /tmp
         result = await run(
             mine,
             f"""
