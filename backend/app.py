@@ -64,7 +64,7 @@ def open_sandbox_provider(settings: Settings) -> SandboxProvider:
         from sandbox.modal_provider import ModalSandboxProvider
 
         return ModalSandboxProvider(settings)
-    from sandbox.local import LocalSandboxProvider
+    from sandbox.local import LocalSandboxProvider, ResourceLimits
 
     return LocalSandboxProvider(
         settings.data_dir / "sandboxes",
@@ -72,6 +72,14 @@ def open_sandbox_provider(settings: Settings) -> SandboxProvider:
         # wherever they live.
         hidden_paths=[settings.data_dir, settings.config_dir],
         network=settings.local_sandbox_network is not False,
+        limits=ResourceLimits(
+            max_processes=settings.local_sandbox_max_processes,
+            memory_mib=settings.local_sandbox_memory_mib,
+            cpu_seconds=settings.local_sandbox_cpu_seconds,
+            max_file_mib=settings.local_sandbox_max_file_mib,
+            workspace_mib=settings.local_sandbox_workspace_mib,
+        ),
+        uid_base=settings.local_sandbox_uid_base,
     )
 
 

@@ -80,6 +80,13 @@ class Settings:
     # None: on for the embedded app (your own machine), off for `serve` (remote
     # users must not reach the host's network, its database included).
     local_sandbox_network: bool | None = None
+    # Bounds of each local sandbox command (0 = none); see sandbox/local_limits.py
+    local_sandbox_max_processes: int = 512
+    local_sandbox_memory_mib: int = 2048
+    local_sandbox_cpu_seconds: int = 600
+    local_sandbox_max_file_mib: int = 1024
+    local_sandbox_workspace_mib: int = 5120
+    local_sandbox_uid_base: int = 1_000_000  # a root server's per-session sandbox users
     sandbox_idle_pause_seconds: float = 600.0
     shell_timeout_seconds: float = 120.0
     tool_output_max_bytes: int = 30_000
@@ -213,6 +220,12 @@ class Settings:
             "key_cache_ttl_seconds": ("KEY_CACHE_TTL_SECONDS", float),
             "rate_limit_timeout_seconds": ("RATE_LIMIT_TIMEOUT_SECONDS", float),
             "max_active_sessions": ("MAX_ACTIVE_SESSIONS", int),
+            "local_sandbox_max_processes": ("LOCAL_SANDBOX_MAX_PROCESSES", int),
+            "local_sandbox_memory_mib": ("LOCAL_SANDBOX_MEMORY_MIB", int),
+            "local_sandbox_cpu_seconds": ("LOCAL_SANDBOX_CPU_SECONDS", int),
+            "local_sandbox_max_file_mib": ("LOCAL_SANDBOX_MAX_FILE_MIB", int),
+            "local_sandbox_workspace_mib": ("LOCAL_SANDBOX_WORKSPACE_MIB", int),
+            "local_sandbox_uid_base": ("LOCAL_SANDBOX_UID_BASE", int),
         }
         for attr, (name, kind) in numbers.items():
             value = number(name, kind)
@@ -268,3 +281,17 @@ class Settings:
                     "AGENT_TUI_REPLICA_ID may hold only letters, digits and . _ : - "
                     f"(at most 128); got {self.replica_id!r}"
                 )
+        for attr in (
+            "local_sandbox_max_processes",
+            "local_sandbox_memory_mib",
+            "local_sandbox_cpu_seconds",
+            "local_sandbox_max_file_mib",
+            "local_sandbox_workspace_mib",
+        ):
+            if getattr(self, attr) < 0:
+                raise SettingsError(f"{attr.upper()} must be 0 (no bound) or positive")
+        if not 1 <= self.local_sandbox_uid_base <= 2**32 - 2 - 2**20:
+            raise SettingsError(
+                "LOCAL_SANDBOX_UID_BASE must leave room for 2**20 uids below 2**32; "
+                f"got {self.local_sandbox_uid_base}"
+            )

@@ -100,18 +100,28 @@ def explain_limit(result: ExecResult, limits: ResourceLimits) -> str | None:
     exit status (SIGXCPU, SIGXFSZ) and the usual messages of programs that
     could not allocate memory or fork.
     """
-    if result.exit_code == 0 or result.timed_out:
+    if result.timed_out:
         return None
-    if result.exit_code == _SIGXCPU_EXIT and limits.cpu_seconds:
+    output = result.stderr[-4000:] + result.stdout[-2000:]
+    failed = result.exit_code != 0
+    # bash names these two signals itself, even when a later command succeeds.
+    if limits.cpu_seconds and (
+        result.exit_code == _SIGXCPU_EXIT or "CPU time limit exceeded" in output
+    ):
         return (
             f"a process used its {limits.cpu_seconds} s of CPU time and was stopped "
             "(LOCAL_SANDBOX_CPU_SECONDS)"
         )
-    output = result.stderr[-4000:] + result.stdout[-2000:]
-    if (result.exit_code == _SIGXFSZ_EXIT or "File too large" in output) and limits.max_file_mib:
+    if limits.max_file_mib and (
+        result.exit_code == _SIGXFSZ_EXIT
+        or "File size limit exceeded" in output
+        or (failed and "File too large" in output)
+    ):
         return (
             f"a file reached the {limits.max_file_mib} MiB size bound (LOCAL_SANDBOX_MAX_FILE_MIB)"
         )
+    if not failed:
+        return None
     if limits.memory_mib and _OUT_OF_MEMORY.search(output):
         return (
             f"a process could not get more memory: each may use {limits.memory_mib} MiB "
