@@ -327,7 +327,7 @@ class LocalSandboxProvider:
         self._isolation = self._choose_isolation(isolation, hidden_paths)
         self._bash = shutil.which("bash") or "/bin/bash"
         self._git = shutil.which("git") or "git"
-        self._path = sandbox_path()
+        self._path = sandbox_path(self._isolation.visible_path)
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._logs: OrderedDict[str, deque[str]] = OrderedDict()
         # Sessions whose create is under way: sweep leaves them alone, since

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -77,12 +77,15 @@ def minimal_env(
     }
 
 
-def sandbox_path() -> str:
-    """The server's PATH without the server's own virtualenv: a ``pip install``
-    in the sandbox must not land in the server's packages."""
+def sandbox_path(visible: Callable[[str], bool] | None = None) -> str:
+    """The server's PATH without the server's own virtualenv (a ``pip install``
+    in the sandbox must not land in the server's packages), and without the
+    directories the sandbox does not see when ``visible`` says so."""
     own_bin = os.path.join(sys.prefix, "bin") if sys.prefix != sys.base_prefix else None
     entries = [
-        p for p in os.environ.get("PATH", _DEFAULT_PATH).split(os.pathsep) if p and p != own_bin
+        p
+        for p in os.environ.get("PATH", _DEFAULT_PATH).split(os.pathsep)
+        if p and p != own_bin and (visible is None or visible(p))
     ]
     return os.pathsep.join(entries) or _DEFAULT_PATH
 
@@ -106,6 +109,10 @@ class Isolation(Protocol):
     @property
     def user_name(self) -> str | None:
         """The user name commands see (``USER``); None: the server's."""
+        ...
+
+    def visible_path(self, path: str) -> bool:
+        """Whether a host directory (of ``PATH``) exists for sandboxed commands."""
         ...
 
     def wrap(
@@ -134,6 +141,9 @@ class NoIsolation:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     name: str = "none"
     user_name: str | None = None
+
+    def visible_path(self, path: str) -> bool:
+        return True
 
     def wrap(
         self,
@@ -169,6 +179,10 @@ class BwrapIsolation:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     name: str = "bwrap"
     user_name: str | None = SANDBOX_USER_NAME
+
+    def visible_path(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return any(real == root or real.startswith(root + "/") for root in exposed_roots())
 
     def wrap(
         self,

@@ -47,6 +47,7 @@ _OUT_OF_MEMORY = re.compile(
     re.IGNORECASE,
 )
 _NO_FORK = re.compile(r"fork: (retry: )?Resource temporarily unavailable|BlockingIOError")
+_BASH_NO_FORK = "fork: retry: Resource temporarily unavailable"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def explain_limit(result: ExecResult, limits: ResourceLimits) -> str | None:
         return None
     output = result.stderr[-4000:] + result.stdout[-2000:]
     failed = result.exit_code != 0
-    # bash names these two signals itself, even when a later command succeeds.
+    # bash names these two signals, and its failed forks, itself: a note even
+    # when a later command of the line succeeds.
     if limits.cpu_seconds and (
         result.exit_code == _SIGXCPU_EXIT or "CPU time limit exceeded" in output
     ):
@@ -120,17 +122,15 @@ def explain_limit(result: ExecResult, limits: ResourceLimits) -> str | None:
         return (
             f"a file reached the {limits.max_file_mib} MiB size bound (LOCAL_SANDBOX_MAX_FILE_MIB)"
         )
-    if not failed:
-        return None
-    if limits.memory_mib and _OUT_OF_MEMORY.search(output):
-        return (
-            f"a process could not get more memory: each may use {limits.memory_mib} MiB "
-            "(LOCAL_SANDBOX_MEMORY_MIB)"
-        )
-    if limits.max_processes and _NO_FORK.search(output):
+    if limits.max_processes and (_BASH_NO_FORK in output or (failed and _NO_FORK.search(output))):
         return (
             f"no new process could start: the session may run {limits.max_processes} at once "
             "(LOCAL_SANDBOX_MAX_PROCESSES)"
+        )
+    if failed and limits.memory_mib and _OUT_OF_MEMORY.search(output):
+        return (
+            f"a process could not get more memory: each may use {limits.memory_mib} MiB "
+            "(LOCAL_SANDBOX_MEMORY_MIB)"
         )
     return None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from backend.agent.tools import Toolbox, ToolOutcome
+from backend.app import open_sandbox_provider
 from backend.settings import Settings
 from sandbox.local import (
     DEFAULT_UID_BASE,
@@ -289,3 +290,29 @@ async def test_an_old_root_owned_workspace_is_handed_over(provider: LocalSandbox
     resumed = await provider.resume("legacy", snapshot)
     out = await shell(resumed, "echo appended >> old.txt && cat old.txt")
     assert "made before sandbox users\nappended" in out.content, out
+
+
+async def test_the_embedded_app_gets_the_same_sandbox(tmp_path: Path) -> None:
+    """The app's defaults (network on) through the same factory the app uses."""
+    require_bwrap()
+    settings = Settings(
+        data_dir=tmp_path / "data", config_dir=tmp_path / "config", local_sandbox_cpu_seconds=1
+    )
+    provider = open_sandbox_provider(settings)
+    assert isinstance(provider, LocalSandboxProvider)
+    try:
+        assert provider.isolation == "bwrap" and provider.network
+        assert provider.limits.cpu_seconds == 1
+        sandbox = await provider.create("embedded")
+        out = await shell(
+            sandbox,
+            "id -u; cat /etc/shadow; test -e /etc/resolv.conf && echo resolv-present; "
+            "echo $PATH; python3 -c 'while True: pass'",
+        )
+        lines = out.content.splitlines()
+        assert lines[0] != "0" and "resolv-present" in lines, out
+        assert "cat: /etc/shadow: No such file or directory" in out.content
+        assert "/root" not in lines[2]  # PATH lists only what the sandbox sees
+        assert "LOCAL_SANDBOX_CPU_SECONDS" in out.content
+    finally:
+        await provider.close()
