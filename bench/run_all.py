@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["bench.bench_auth", "bench.bench_sessions", "bench.bench_tui"]
+MODULES = ["bench.bench_auth", "bench.bench_sessions", "bench.bench_tui", "bench.bench_sandbox"]
 
 if __name__ == "__main__":
     failed = 0
