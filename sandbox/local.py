@@ -494,7 +494,8 @@ class LocalSandboxProvider:
                 )
             raise BwrapUnavailable(
                 "bubblewrap (bwrap) is installed but cannot create a sandbox here "
-                "(are user namespaces disabled?); fix that or choose isolation 'none'"
+                "(it must be 0.8 or newer, and user namespaces allowed for a non-root server); "
+                "fix that or choose isolation 'none'"
             )
         return BwrapIsolation(
             bwrap,

@@ -219,6 +219,7 @@ class BwrapIsolation:
             "--unshare-ipc",
             "--unshare-uts",
             "--hostname", "sandbox",
+            "--unshare-cgroup-try",
             *(() if self.network else ("--unshare-net",)),
             "--die-with-parent",
             "--new-session",

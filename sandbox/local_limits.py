@@ -17,8 +17,8 @@ most unprivileged setups offer. Every bound here works without one:
 - no core dumps (they would land in the workspace);
 - workspace size: measured while a command runs and after it (see
   ``WorkspaceWatch`` in ``sandbox.local``); the command is stopped when the
-  workspace grows past the bound. ``/tmp`` and ``/dev/shm`` are tmpfs mounts
-  sized to the memory bound (see ``sandbox.local_isolation``).
+  workspace grows past the bound. ``/tmp`` is a tmpfs mount sized to the
+  memory bound, ``/dev/shm`` a 64 MiB one (see ``sandbox.local_rootfs``).
 
 The limits are applied by ``prlimit`` (util-linux) inside the sandbox, as the
 last step before the command starts, so they cover every process the
@@ -55,7 +55,7 @@ class ResourceLimits:
     """Bounds of what one sandboxed command may use; 0 means no bound."""
 
     max_processes: int = 512  # processes of the session at once
-    memory_mib: int = 2048  # data segment of each process; also sizes /tmp and /dev/shm
+    memory_mib: int = 2048  # data segment of each process; also sizes /tmp
     cpu_seconds: int = 600  # CPU time of each process
     max_file_mib: int = 1024  # size of each file written
     workspace_mib: int = 5120  # the whole workspace
@@ -72,7 +72,7 @@ class ResourceLimits:
 
     @property
     def tmpfs_bytes(self) -> int:
-        """Size of the sandbox's ``/tmp`` and ``/dev/shm``: they live in memory."""
+        """Size of the sandbox's ``/tmp``: it lives in memory."""
         return (self.memory_mib or 1024) * _MIB
 
     def prlimit_argv(self, prlimit: str, *, processes: bool = True) -> list[str]:

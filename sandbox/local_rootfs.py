@@ -12,8 +12,8 @@ Nothing of the host is visible unless listed here:
   system-wide ``pip.conf``/``npmrc``/``gitconfig`` (they may hold registry
   credentials) or the server's own files;
 - fresh ``/proc`` (of the sandbox's PID namespace only), ``/dev`` (null, zero,
-  random, tty, ...), and ``/tmp``, ``/dev/shm``, ``/run`` as tmpfs mounts of a
-  bounded size;
+  random, tty, ...), and ``/tmp`` (sized like the memory bound), ``/dev/shm``
+  (64 MiB) and ``/run`` (16 MiB) as tmpfs mounts: they live in memory;
 - ``/sys/devices/system/cpu`` (read-only: CPU counts) and nothing else of
   ``/sys``;
 - an empty ``/var`` whose ``tmp`` is ``/tmp``.
@@ -89,6 +89,7 @@ ETC_ENTRIES = (
 # Only with the network on: the host's resolver configuration and host names.
 NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts")
 _RUN_TMPFS_BYTES = 16 * 1024 * 1024
+_SHM_TMPFS_BYTES = 64 * 1024 * 1024  # as Docker's default /dev/shm
 
 
 def exposed_roots() -> list[str]:
@@ -128,7 +129,7 @@ def rootfs_args(*, network: bool, tmpfs_bytes: int, etc_files: Mapping[str, Path
     size = str(tmpfs_bytes)
     args += [
         "--dev", "/dev",
-        "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--size", str(_SHM_TMPFS_BYTES), "--tmpfs", "/dev/shm",
         "--proc", "/proc",
         "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
         "--size", str(_RUN_TMPFS_BYTES), "--tmpfs", "/run",
