@@ -182,7 +182,9 @@ class SandboxProvider(Protocol):
         """Start a sandbox from a snapshot; raise ``SnapshotLost`` if it is gone."""
         ...
 
-    async def terminate(self, session_id: str, sandbox_id: str | None, snapshot_id: str | None) -> None:
+    async def terminate(
+        self, session_id: str, sandbox_id: str | None, snapshot_id: str | None
+    ) -> None:
         """Stop the sandbox and drop what it holds (workspace, snapshot). Idempotent."""
         ...
 

@@ -55,7 +55,7 @@ from sandbox.local_isolation import (
     sandbox_path,
 )
 from sandbox.local_layout import SAFE_ID, WorkspaceLayout
-from sandbox.local_limits import ResourceLimits, explain_limit, workspace_usage
+from sandbox.local_limits import ResourceLimits, WorkspaceMeter, explain_limit
 from sandbox.local_process import ProcessSet, kill_processes_in, run_process, with_note
 
 __all__ = [
@@ -117,7 +117,7 @@ class LocalSandbox:
         )
         self._processes = ProcessSet()
         self._alive = True
-        self._usage: int | None = None  # bytes, as last measured (None: not yet)
+        self._meter = WorkspaceMeter(str(workspace), provider.limits.workspace_bytes)
 
     @property
     def id(self) -> str:
@@ -199,8 +199,7 @@ class LocalSandbox:
         while True:
             await asyncio.sleep(interval)
             started = time.monotonic()
-            used = await asyncio.to_thread(workspace_usage, str(self.workspace), stop_above=bound)
-            self._usage = used
+            used = await asyncio.to_thread(self._meter.usage)
             if used > bound:
                 return (
                     f"stopped: the workspace grew past its bound of {bound // _MIB} MiB "
@@ -216,10 +215,7 @@ class LocalSandbox:
             notes.append(reason)
         if limits.workspace_mib and "LOCAL_SANDBOX_WORKSPACE_MIB" not in result.stderr:
             bound = limits.workspace_bytes
-            self._usage = await asyncio.to_thread(
-                workspace_usage, str(self.workspace), stop_above=bound
-            )
-            if self._usage > bound:
+            if await asyncio.to_thread(self._meter.usage) > bound:
                 notes.append(
                     f"the workspace is over its bound of {bound // _MIB} MiB "
                     "(LOCAL_SANDBOX_WORKSPACE_MIB): delete files; writing files is refused until then"
@@ -242,19 +238,14 @@ class LocalSandbox:
         self._check_alive()
         bound = self._provider.limits.workspace_bytes
         if bound:
-            if self._usage is None:
-                self._usage = await asyncio.to_thread(
-                    workspace_usage, str(self.workspace), stop_above=bound
-                )
-            if self._usage + len(data) > bound:
+            used = await asyncio.to_thread(self._meter.usage, extra=len(data))
+            if used + len(data) > bound:
                 raise WorkspaceFull(
                     f"The workspace is full: it may hold {bound // _MIB} MiB "
                     "(LOCAL_SANDBOX_WORKSPACE_MIB); delete files first",
                     details={"path": path, "limitBytes": bound},
                 )
         await asyncio.to_thread(self._files.write, path, data)
-        if bound:
-            self._usage = (self._usage or 0) + len(data)
 
     async def list_dir(self, path: str) -> list[FileEntry]:
         """Entries of a directory, sorted by name."""

@@ -30,11 +30,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 
 from sandbox.base import ExecResult
 
-__all__ = ["ResourceLimits", "explain_limit", "workspace_usage"]
+__all__ = ["ResourceLimits", "WorkspaceMeter", "explain_limit", "workspace_usage"]
 
 _MIB = 1024 * 1024
 # Grace between SIGXCPU (catchable) and SIGKILL.
@@ -167,3 +168,48 @@ def workspace_usage(path: str, *, stop_above: int = 0) -> int:
         if stop_above and total > stop_above:
             break
     return total
+
+
+class WorkspaceMeter:
+    """How much disk a workspace uses, walked only when that may matter.
+
+    Walking a big workspace (node_modules: tens of thousands of files) takes
+    tens of milliseconds; doing it after every command would slow them all.
+    The free space of the workspace's filesystem is one ``statvfs`` away, and
+    the workspace cannot have grown by more than the filesystem's use did
+    since the last walk. So a measurement walks the tree only when that
+    growth could take the workspace past its bound, or when the last walk is
+    ``rewalk_seconds`` old (space freed elsewhere at the same time could hide
+    growth, for that long at most). Blocking: call it through a thread.
+    """
+
+    def __init__(self, path: str, bound: int, *, rewalk_seconds: float = 30.0) -> None:
+        self.path = path
+        self.bound = bound
+        self.rewalk_seconds = rewalk_seconds
+        self._walked: tuple[int, int, float] | None = None  # (usage, fs free, when)
+        self.walks = 0
+
+    def usage(self, *, extra: int = 0) -> int:
+        """The workspace's usage in bytes: exact after a walk, else an upper bound
+        known to be at most ``bound - extra`` (``extra``: bytes about to be added)."""
+        free = _free_bytes(self.path)
+        if self._walked is not None and free is not None:
+            usage, free_then, when = self._walked
+            estimate = usage + max(0, free_then - free)
+            if estimate + extra <= self.bound and time.monotonic() - when < self.rewalk_seconds:
+                return estimate
+        usage = workspace_usage(self.path, stop_above=self.bound)
+        self.walks += 1
+        self._walked = (usage, free if free is not None else 0, time.monotonic())
+        if free is None:
+            self._walked = None  # no statvfs: walk every time
+        return usage
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_bfree * info.f_frsize
