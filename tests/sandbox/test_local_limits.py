@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.base import ExecResult
-from sandbox.local_limits import ResourceLimits, explain_limit, workspace_usage
+from sandbox.local_limits import ResourceLimits, WorkspaceMeter, explain_limit, workspace_usage
 
 LIMITS = ResourceLimits(max_processes=64, memory_mib=256, cpu_seconds=3, max_file_mib=16)
 
@@ -71,3 +71,18 @@ def test_workspace_usage_counts_blocks_once_per_inode(tmp_path: Path) -> None:
     used = workspace_usage(str(tmp_path))
     assert 1024 * 1024 <= used < 2 * 1024 * 1024
     assert workspace_usage(str(tmp_path / "missing")) == 0
+
+
+def test_workspace_meter_walks_only_when_the_bound_may_be_passed(tmp_path: Path) -> None:
+    roomy = WorkspaceMeter(str(tmp_path), bound=1 << 40)  # 1 TiB: never near
+    assert roomy.usage() == 0 and roomy.walks == 1
+    (tmp_path / "f.bin").write_bytes(os.urandom(64 * 1024))
+    estimate = roomy.usage()
+    assert roomy.walks == 1  # statvfs only
+    assert estimate >= 0
+    # Bytes about to be written that would not fit: walk to know exactly.
+    assert roomy.usage(extra=(1 << 40) + 1) >= 64 * 1024 and roomy.walks == 2
+    always = WorkspaceMeter(str(tmp_path), bound=1 << 40, rewalk_seconds=0)
+    always.usage()
+    always.usage()
+    assert always.walks == 2
