@@ -263,22 +263,25 @@ def _kill_tree(root_pid: int) -> None:
     victims: set[int] = set()
     for _ in range(3):  # again, for children forked while we were killing
         table = _process_table()
-        found = {pid for pid, (_, pgrp) in table.items() if pgrp == root_pid or pid == root_pid}
-        frontier = list(found)
-        while frontier:
-            parent = frontier.pop()
+        # Parents first (breadth first from the root): a shell killed after
+        # its child could still run the next command of its line.
+        order = sorted(
+            pid for pid, (_, pgrp) in table.items() if pgrp == root_pid or pid == root_pid
+        )
+        order.sort(key=lambda pid: pid != root_pid)
+        found = set(order)
+        for parent in order:  # grows while it is walked
             for pid, (ppid, _) in table.items():
                 if ppid == parent and pid not in found:
                     found.add(pid)
-                    frontier.append(pid)
-        found.discard(os.getpid())
-        new = found - victims
+                    order.append(pid)
+        new = [pid for pid in order if pid not in victims and pid != os.getpid()]
         if not new:
             break
         for pid in new:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        victims |= new
+        victims.update(new)
     # Under bwrap, killing the outer bwrap tears down its PID namespace too
     # (--die-with-parent); waiting below covers the namespace's processes.
     with contextlib.suppress(ProcessLookupError, PermissionError):
