@@ -19,7 +19,7 @@ from backend import __version__
 from backend.api.deps import Services
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
-from backend.api.routes import health, keys, sessions, usage
+from backend.api.routes import health, keys, models, sessions, usage
 from backend.auth import KeyVerifier
 from backend.errors import StoreUnavailable
 from backend.ratelimit import RateLimiter, open_rate_limiter
@@ -178,6 +178,7 @@ def create_app(
                 provider=the_provider,
                 registry=registry,
                 redis=the_redis,
+                agent=the_agent,
             )
             await registry.start()
             stack.push_async_callback(registry.close)
@@ -204,7 +205,7 @@ def create_app(
     )
     _document_security(app)
     install_error_handlers(app)
-    for module in (health, keys, sessions, usage):
+    for module in (health, keys, models, sessions, usage):
         app.include_router(module.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -27,6 +27,13 @@ MESSAGE_ASSISTANT = "message.assistant"
 MESSAGE_TOOL = "message.tool"
 MESSAGE_COMPLETE = "message.complete"
 ERROR = "error"
+# Agent capabilities (issue 9).
+SESSION_UPDATED = "session.updated"
+MESSAGE_THINKING = "message.thinking"
+CONTEXT_COMPACTED = "context.compacted"
+TOOL_OUTPUT = "tool.output"
+PERMISSION_REQUESTED = "permission.requested"
+PERMISSION_ANSWERED = "permission.answered"
 # Sent by the server to a follower that fell too far behind: reconnect with
 # Last-Event-ID = data.lastSeq. Not stored, no seq of its own (id: is the last seq sent).
 STREAM_RESYNC = "stream.resync"
@@ -47,6 +54,12 @@ EVENT_TYPES = (
     MESSAGE_TOOL,
     MESSAGE_COMPLETE,
     ERROR,
+    SESSION_UPDATED,
+    MESSAGE_THINKING,
+    CONTEXT_COMPACTED,
+    TOOL_OUTPUT,
+    PERMISSION_REQUESTED,
+    PERMISSION_ANSWERED,
 )
 
 # Events after which a turn's stream (POST .../messages) ends. A failed turn sends
@@ -67,8 +80,13 @@ class Event:
 
     @property
     def is_partial(self) -> bool:
-        """Partial text: kept in memory for replay, never stored."""
-        return self.type == MESSAGE_ASSISTANT and bool(self.data.get("isPartial"))
+        """Partial text, thinking and live tool output: kept in memory for replay,
+        never stored (the finished text, thinking block and tool result are)."""
+        if self.type == TOOL_OUTPUT:
+            return True
+        return self.type in (MESSAGE_ASSISTANT, MESSAGE_THINKING) and bool(
+            self.data.get("isPartial")
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -101,6 +101,8 @@ class SessionRecord:
     message_count: int = 0
     # {"code", "message"} while status == "error".
     error: dict[str, Any] | None = None
+    # Agent options: {"thinking": bool, "permissionMode": str, "allowedTools": [str]}.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # Columns of SessionRecord that ``Store.update_session`` may change.
@@ -121,6 +123,7 @@ SESSION_MUTABLE_FIELDS = frozenset(
         "error",
         "model",
         "system_prompt",
+        "options",
     }
 )
 

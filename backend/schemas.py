@@ -148,8 +148,28 @@ class SessionCreate(StrictBody):
     title: str | None = Field(default=None, max_length=200)
 
 
+PERMISSION_MODES = ("auto", "ask", "read-only")
+PermissionMode = Literal["auto", "ask", "read-only"]
+
+
 class SessionPatch(StrictBody):
-    title: str = Field(min_length=1, max_length=200)
+    """Change some of a session's settings; fields left out stay as they are.
+    ``model``, ``thinking`` and ``permissionMode`` apply from the next model call."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    thinking: bool | None = Field(
+        default=None, description="Extended thinking, when the model supports it"
+    )
+    permission_mode: PermissionMode | None = Field(
+        default=None,
+        description="`auto` runs every tool; `ask` waits for approval of shell, write and "
+        "edit; `read-only` refuses them",
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by attribute name."""
+        return self.model_dump(exclude_none=True)
 
 
 class SandboxInfo(Wire):
@@ -177,6 +197,8 @@ class SessionOut(Wire):
     usage: SessionUsage
     error: dict[str, Any] | None = None
     last_event_id: int = 0
+    thinking: bool = False
+    permission_mode: str = "auto"
 
     @classmethod
     def of(cls, s: SessionRecord) -> SessionOut:
@@ -199,6 +221,8 @@ class SessionOut(Wire):
             ),
             error=s.error,
             last_event_id=s.last_seq,
+            thinking=bool(s.options.get("thinking", False)),
+            permission_mode=str(s.options.get("permissionMode", "auto")),
         )
 
 
@@ -320,6 +344,27 @@ class FileList(Wire):
 
 class LogList(Wire):
     logs: list[str]
+
+
+# ---- models
+
+
+class ModelOut(Wire):
+    id: str
+    display_name: str
+    context_window: int
+    max_output_tokens: int | None = None
+    thinking: bool = Field(description="Supports extended thinking")
+    compaction: bool = Field(description="Supports API-side context compaction")
+
+
+class ModelList(Wire):
+    models: list[ModelOut]
+    default: str = Field(description="The model a new session gets")
+    source: Literal["endpoint", "configured"] = Field(
+        description="`endpoint`: listed by the model API; `configured`: ANTHROPIC_MODELS "
+        "(the endpoint has no models route or could not be reached)"
+    )
 
 
 # ---- usage

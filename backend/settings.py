@@ -73,6 +73,19 @@ class Settings:
     anthropic_model: str = DEFAULT_MODEL
     anthropic_max_tokens: int = 8192
     max_tool_rounds: int = 50
+    # Offered by GET /v1/models when the endpoint has no models route ("" = just the default).
+    anthropic_models: tuple[str, ...] = ()
+    models_cache_seconds: float = 300.0
+    thinking_budget_tokens: int = 4096
+    # Compaction: when a call's input passes this share of the model's window.
+    compaction_threshold: float = 0.75
+    # The window assumed for a model the models list does not describe.
+    context_window_tokens: int = 200_000
+    # Live tool output: tool.output events per second per command, and bytes in all.
+    tool_output_events_per_second: float = 10.0
+    tool_output_stream_max_bytes: int = 256 * 1024
+    # How often a turn waiting on a permission request re-reads it from the store.
+    permission_poll_seconds: float = 0.5
 
     # Sandboxes
     sandbox_provider: str = "local"  # local | modal
@@ -209,6 +222,13 @@ class Settings:
             "max_body_bytes": ("MAX_BODY_BYTES", int),
             "anthropic_max_tokens": ("ANTHROPIC_MAX_TOKENS", int),
             "max_tool_rounds": ("MAX_TOOL_ROUNDS", int),
+            "models_cache_seconds": ("MODELS_CACHE_SECONDS", float),
+            "thinking_budget_tokens": ("THINKING_BUDGET_TOKENS", int),
+            "compaction_threshold": ("COMPACTION_THRESHOLD", float),
+            "context_window_tokens": ("CONTEXT_WINDOW_TOKENS", int),
+            "tool_output_events_per_second": ("TOOL_OUTPUT_EVENTS_PER_SECOND", float),
+            "tool_output_stream_max_bytes": ("TOOL_OUTPUT_STREAM_MAX_BYTES", int),
+            "permission_poll_seconds": ("PERMISSION_POLL_SECONDS", float),
             "sandbox_idle_pause_seconds": ("SANDBOX_IDLE_PAUSE_SECONDS", float),
             "shell_timeout_seconds": ("SHELL_TIMEOUT_SECONDS", float),
             "modal_cpu": ("MODAL_CPU", float),
@@ -251,6 +271,9 @@ class Settings:
             raw = text(name)
             if raw is not None:
                 values[attr] = RateLimit.parse(name, raw)
+
+        if (raw := text("ANTHROPIC_MODELS")) is not None:
+            values["anthropic_models"] = tuple(m.strip() for m in raw.split(",") if m.strip())
 
         # platformdirs already honours XDG_DATA_HOME / XDG_CONFIG_HOME; these win over both.
         if (raw := text("AGENT_TUI_DATA_DIR")) is not None:
@@ -295,3 +318,9 @@ class Settings:
                 "LOCAL_SANDBOX_UID_BASE must leave room for 2**20 uids below 2**32; "
                 f"got {self.local_sandbox_uid_base}"
             )
+        if not 0.1 <= self.compaction_threshold <= 0.95:
+            raise SettingsError(
+                f"COMPACTION_THRESHOLD must be between 0.1 and 0.95; got {self.compaction_threshold}"
+            )
+        if self.thinking_budget_tokens < 1024:
+            raise SettingsError("THINKING_BUDGET_TOKENS must be at least 1024 (the API's minimum)")

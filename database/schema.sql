@@ -100,7 +100,28 @@ CREATE TABLE usage_records (
 );
 CREATE INDEX usage_records_user_created_idx ON usage_records (user_id, created_at);
 
+-- ---------------------------------------------------------------------------
+-- 003_agent_features
+-- ---------------------------------------------------------------------------
+-- {"thinking": bool, "permissionMode": "auto"|"ask"|"read-only", "allowedTools": [...]}
+ALTER TABLE sessions ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
+
+-- A tool call waiting for the user's approval (permission mode "ask"). The turn
+-- that asked waits for `decision` to be set; any replica may set it.
+CREATE TABLE permission_requests (
+    id          uuid PRIMARY KEY,
+    session_id  uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    tool        text NOT NULL,
+    input       jsonb NOT NULL DEFAULT '{}',
+    -- NULL while pending; then allow | deny | always
+    decision    text,
+    created_at  timestamptz NOT NULL,
+    decided_at  timestamptz
+);
+CREATE INDEX permission_requests_session_idx ON permission_requests (session_id, created_at);
+
 INSERT INTO schema_migrations (version, checksum) VALUES
-    ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2');
+    ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2'),
+    ('003_agent_features', '3352955437c3658278bb408dfc65fada75bbe94bbd05d911020c19216af4748e');
 
 COMMIT;

@@ -25,7 +25,15 @@ from agent_tui.client.errors import (
 from agent_tui.client.session import SessionHandle
 from agent_tui.client.streams import call_back, iter_frames
 from backend.events import SESSION_ERROR, SESSION_READY, Event
-from backend.schemas import KeyCreated, KeyList, KeyOut, SessionList, SessionOut, UsageOut
+from backend.schemas import (
+    KeyCreated,
+    KeyList,
+    KeyOut,
+    ModelList,
+    SessionList,
+    SessionOut,
+    UsageOut,
+)
 
 EventCallback = Callable[[Event], Awaitable[None] | None]
 
@@ -335,6 +343,12 @@ class AgentClient:
         """One session."""
         data = await self.request_json("GET", f"/v1/sessions/{session_id}")
         return parse(SessionOut, data)
+
+    # ---- models
+
+    async def list_models(self) -> ModelList:
+        """The models sessions can use (``models``), the default one and the list's source."""
+        return parse(ModelList, await self.request_json("GET", "/v1/models"))
 
     # ---- usage
 

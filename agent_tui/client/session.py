@@ -111,6 +111,28 @@ class SessionHandle:
         """Set the session's title."""
         return await self._session("PATCH", json={"title": title})
 
+    async def update(
+        self,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        thinking: bool | None = None,
+        permission_mode: str | None = None,
+    ) -> SessionOut:
+        """Change some of the session's settings (``None`` leaves one as it is). The
+        model, thinking and the permission mode apply from the next turn's calls."""
+        body = {
+            "title": title,
+            "model": model,
+            "thinking": thinking,
+            "permissionMode": permission_mode,
+        }
+        return await self._session("PATCH", json={k: v for k, v in body.items() if v is not None})
+
+    async def set_model(self, model: str) -> SessionOut:
+        """Use ``model`` from the next turn on (one of ``AgentClient.list_models``)."""
+        return await self.update(model=model)
+
     async def delete(self) -> None:
         """Terminate the session's sandbox; its history stays readable. Idempotent."""
         await self._client.request("DELETE", self._path)

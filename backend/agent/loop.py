@@ -19,6 +19,7 @@ from anthropic import AsyncAnthropic
 
 from backend.agent.conversation import normalize_conversation, tool_result_block, user_message
 from backend.agent.model_errors import MODEL_EXCEPTIONS, model_error
+from backend.agent.models import ModelCatalog, ModelListing
 from backend.agent.reply import Reply, ReplyBuilder
 from backend.agent.tools import Toolbox
 from backend.agent.types import ModelError, TurnObserver, TurnResult, TurnUsage
@@ -191,6 +192,11 @@ class AgentLoop:
                 # each turn then fails with MODEL_AUTH_ERROR.
                 log.warning("no usable Anthropic credentials", exc_info=True)
         self.client: AsyncAnthropic | None = client
+        self.models = ModelCatalog(settings, client if self._has_credentials() else None)
+
+    async def list_models(self) -> ModelListing:
+        """The models the endpoint offers (cached), or the configured list."""
+        return await self.models.listing()
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this loop created it."""

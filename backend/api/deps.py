@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -46,6 +46,7 @@ class Services:
     provider: SandboxProvider
     registry: SessionRegistry
     redis: Redis | None = None  # replicas mode (REDIS_URL) only
+    agent: Any = None  # the agent loop (backend.agent.loop.AgentLoop or its lazy wrapper)
 
 
 def services(request: Request) -> Services:

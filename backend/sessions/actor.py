@@ -452,6 +452,43 @@ class SessionActor:
         async with self._mailbox:
             await self._save(title=title)
 
+    async def update(
+        self,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        thinking: bool | None = None,
+        permission_mode: str | None = None,
+    ) -> None:
+        """Change the title, the model or the agent options. A running turn keeps its
+        model; thinking and the permission mode apply from its next model or tool call."""
+        async with self._mailbox:
+            changes: dict[str, Any] = {}
+            if title is not None:
+                changes["title"] = title
+            if model is not None and model != self.record.model:
+                changes["model"] = model
+            options = dict(self.record.options)
+            if thinking is not None:
+                options["thinking"] = thinking
+            if permission_mode is not None:
+                options["permissionMode"] = permission_mode
+            if options != self.record.options:
+                changes["options"] = options
+            if not changes:
+                return
+            await self._save(**changes)
+            if changes.keys() - {"title"}:
+                await self._emit(ev.SESSION_UPDATED, self.agent_settings())
+
+    def agent_settings(self) -> dict[str, Any]:
+        """The session's model and agent options, as ``session.updated`` carries them."""
+        return {
+            "model": self.record.model,
+            "thinking": bool(self.record.options.get("thinking", False)),
+            "permissionMode": self.record.options.get("permissionMode", "auto"),
+        }
+
     async def terminate(self) -> None:
         """Stop everything and drop the sandbox; history stays readable. Idempotent."""
         await self.interrupt()

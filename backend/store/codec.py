@@ -32,7 +32,7 @@ EVENT_COLUMNS = tuple(f.name for f in fields(EventRecord))
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
 
 SESSION_TIME_FIELDS = frozenset({"created_at", "last_activity_at"})
-SESSION_JSON_FIELDS = frozenset({"error"})
+SESSION_JSON_FIELDS = frozenset({"error", "options"})
 MESSAGE_JSON_FIELDS = frozenset({"tool_calls", "usage", "model_messages"})
 
 _REPLACEMENT = "\ufffd"

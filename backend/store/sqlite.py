@@ -158,6 +158,7 @@ def _session_params(s: SessionRecord) -> tuple[Any, ...]:
         "created_at": format_time(s.created_at),
         "last_activity_at": format_time(s.last_activity_at),
         "error": None if s.error is None else dump_json(s.error),
+        "options": dump_json(s.options or {}),
     }
     return _params(SESSION_COLUMNS, values)
 
@@ -206,6 +207,7 @@ def _session(row: Iterable[Any]) -> SessionRecord:
     v["created_at"] = parse_time(v["created_at"])
     v["last_activity_at"] = parse_time(v["last_activity_at"])
     v["error"] = load_json(v["error"])
+    v["options"] = load_json(v["options"]) or {}
     return SessionRecord(**v)
 
 
@@ -228,6 +230,8 @@ def _session_change(name: str, value: Any) -> Any:
         return format_time(value)
     if name == "error":
         return None if value is None else dump_json(value)
+    if name == "options":
+        return dump_json(value or {})
     return clean_text(value) if isinstance(value, str) else value
 
 

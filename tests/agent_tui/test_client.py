@@ -242,6 +242,18 @@ async def test_create_wait_get_rename_list(client: AgentClient) -> None:
         await handle.delete()
 
 
+async def test_list_models_and_set_model(client: AgentClient) -> None:
+    listing = await client.list_models()
+    assert listing.source == "endpoint" and "claude-haiku-4-5" in [m.id for m in listing.models]
+    session = await client.create_session(title="models")
+    await session.wait_until_ready(30)
+    info = await session.set_model("claude-haiku-4-5")
+    assert info.model == "claude-haiku-4-5" and session.info is info
+    info = await session.update(permission_mode="ask", thinking=True)
+    assert (info.model, info.permission_mode, info.thinking) == ("claude-haiku-4-5", "ask", True)
+    await session.delete()
+
+
 async def test_create_with_progress_events(client: AgentClient) -> None:
     seen: list[Event] = []
 

@@ -51,12 +51,15 @@ from typing import Any
 import uvicorn
 
 __all__ = [
+    "DEFAULT_MODELS",
     "FakeAnthropic",
     "InvalidRequest",
     "RecordedRequest",
     "Reply",
     "bench_reply",
     "echo_reply",
+    "fake_model",
+    "models_page",
     "reply",
     "validate_request",
 ]
@@ -429,6 +432,76 @@ def validate_request(body: dict[str, Any]) -> None:
         )
 
 
+# -- the models route -------------------------------------------------------------------------
+
+
+def fake_model(
+    id: str,
+    *,
+    display_name: str | None = None,
+    context_window: int = 200_000,
+    thinking: bool = True,
+    compaction: bool = False,
+) -> dict[str, Any]:
+    """One ``ModelInfo`` as ``GET /v1/models`` returns it (capabilities included)."""
+    no = {"supported": False}
+    yes = {"supported": True}
+    return {
+        "type": "model",
+        "id": id,
+        "display_name": display_name or id,
+        "created_at": "2026-01-01T00:00:00Z",
+        "lifecycle": "active",
+        "max_input_tokens": context_window,
+        "max_tokens": 64_000,
+        "capabilities": {
+            "batch": yes,
+            "citations": yes,
+            "code_execution": no,
+            "context_management": {
+                "supported": compaction,
+                "compact_20260112": yes if compaction else no,
+            },
+            "effort": {"supported": False},
+            "image_input": yes,
+            "pdf_input": yes,
+            "server_tools": {"supported": False},
+            "structured_outputs": yes,
+            "thinking": {
+                "supported": thinking,
+                "types": {
+                    "adaptive": no,
+                    "between_tools": no,
+                    "disabled": yes,
+                    "enabled": yes if thinking else no,
+                },
+            },
+        },
+    }
+
+
+DEFAULT_MODELS = (
+    fake_model("claude-sonnet-4-6", display_name="Claude Sonnet 4.6"),
+    fake_model("claude-haiku-4-5", display_name="Claude Haiku 4.5", thinking=False),
+)
+
+
+def models_page(models: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """A page of ``GET /v1/models`` (``limit`` and ``after_id`` honoured)."""
+    limit = int(query.get("limit") or 20)
+    start = 0
+    if query.get("after_id"):
+        ids = [m["id"] for m in models]
+        start = ids.index(query["after_id"]) + 1 if query["after_id"] in ids else len(ids)
+    page = models[start : start + limit]
+    return {
+        "data": page,
+        "has_more": start + limit < len(models),
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
 # -- the server -----------------------------------------------------------------------------
 
 
@@ -471,6 +544,9 @@ class FakeAnthropic:
         self.default = default
         self.model = model
         self._initial_default, self._initial_api_key = default, api_key
+        # GET /v1/models serves these; None makes the route answer 404 (an endpoint
+        # without a models route).
+        self.models: list[dict[str, Any]] | None = list(DEFAULT_MODELS)
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply | Responder] = deque()
         self._lock = threading.Lock()
@@ -488,6 +564,7 @@ class FakeAnthropic:
         self.requests.clear()
         self.default = self._initial_default
         self.api_key = self._initial_api_key
+        self.models = list(DEFAULT_MODELS)
 
     def enqueue(self, *replies: Reply | Responder) -> None:
         """Queue replies, answered in order, one per valid request."""
@@ -580,6 +657,14 @@ class FakeAnthropic:
         record = RecordedRequest(scope["method"], scope["path"], headers, body)
         self.requests.append(record)
 
+        if scope["path"] == "/v1/models" and scope["method"] == "GET" and self.models is not None:
+            query = dict(
+                pair.split("=", 1)
+                for pair in scope["query_string"].decode().split("&")
+                if "=" in pair
+            )
+            await self._send_json(send, 200, models_page(self.models, query))
+            return
         if scope["path"] != "/v1/messages" or scope["method"] != "POST":
             record.status = 404
             await self._send_error(send, 404, "not_found_error", f"Not found: {scope['path']}")

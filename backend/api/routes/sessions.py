@@ -163,12 +163,27 @@ async def get_session(
 
 
 @router.patch("/{session_id}", response_model=SessionOut, responses=errors(400, 404, 413))
-async def rename_session(
+async def update_session(
     request: Request, session_id: str, body: SessionPatch, principal: Principal = Depends(_default)
 ) -> SessionOut:
-    """Change the title (also allowed on terminated sessions: their history stays)."""
+    """Change the title (also allowed on terminated sessions: their history stays), the
+    model (one of ``GET /v1/models`` when the endpoint lists them), extended thinking or
+    the permission mode. The model, thinking and the mode apply between turns and emit
+    ``session.updated`` ``{model, thinking, permissionMode}``."""
+    changes = body.changes()
+    if not changes:
+        raise ValidationError(
+            "Nothing to change: give title, model, thinking or permissionMode", details={}
+        )
     actor = await _actor(request, session_id, principal)
-    await actor.rename(body.title)
+    if body.model is not None:
+        listing = await services(request).agent.list_models()
+        if listing.source == "endpoint" and listing.get(body.model) is None:
+            raise ValidationError(
+                f"Unknown model {body.model!r}; GET /v1/models lists the models offered",
+                details={"model": body.model, "models": [m.id for m in listing.models]},
+            )
+    await actor.update(**changes)
     return SessionOut.of(actor.view())
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from backend.errors import StoreUnavailable
+from backend.store.migrate import load_migrations
 from backend.store.sqlite import SqliteStore
 from tests.backend.store.factories import make_message, make_session
 
@@ -37,7 +38,7 @@ async def test_an_unopenable_path_is_unavailable_until_it_is_fixed(tmp_path: Pat
         with pytest.raises(StoreUnavailable):
             await store.ping()
         blocker.unlink()  # fixed: the same store now works
-        assert await store.migrate() == ["001_init"]
+        assert await store.migrate() == [m.version for m in load_migrations("sqlite")]
         await store.ping()
     finally:
         await store.close()
@@ -83,7 +84,7 @@ async def test_two_stores_on_one_file_write_concurrently(tmp_path: Path) -> None
 async def test_in_memory_database(tmp_path: Path) -> None:
     store = SqliteStore(":memory:")
     try:
-        assert await store.migrate() == ["001_init"]
+        assert await store.migrate() == [m.version for m in load_migrations("sqlite")]
         session = make_session()
         await store.create_session(session)
         assert await store.get_session(session.id) == session

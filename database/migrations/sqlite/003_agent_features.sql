@@ -1,0 +1,19 @@
+-- 003_agent_features (SQLite): per-session agent options and stored permission requests.
+-- Numbered 003 so that it applies whatever order 002 lands in.
+
+-- {"thinking": bool, "permissionMode": "auto"|"ask"|"read-only", "allowedTools": [...]}
+ALTER TABLE sessions ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+
+-- A tool call waiting for the user's approval (permission mode "ask"). The turn
+-- that asked waits for `decision` to be set; any replica may set it.
+CREATE TABLE permission_requests (
+    id          TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    tool        TEXT NOT NULL,
+    input       TEXT NOT NULL DEFAULT '{}',
+    -- NULL while pending; then allow | deny | always
+    decision    TEXT,
+    created_at  TEXT NOT NULL,
+    decided_at  TEXT
+);
+CREATE INDEX permission_requests_session_idx ON permission_requests (session_id, created_at);
