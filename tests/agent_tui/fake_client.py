@@ -23,6 +23,8 @@ from backend.schemas import (
     KeyCreated,
     KeyOut,
     MessageOut,
+    ModelList,
+    ModelOut,
     SandboxInfo,
     SessionOut,
     SessionUsage,
@@ -65,6 +67,9 @@ class FakeSession:
     output_tokens: int = 0
     turn: asyncio.Task[None] | None = None
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    model: str = "fake-model"
+    thinking: bool = False
+    permission_mode: str = "auto"
 
     def out(self) -> SessionOut:
         return SessionOut(
@@ -72,7 +77,9 @@ class FakeSession:
             status=self.status,
             title=self.title,
             repo=None,
-            model="fake-model",
+            model=self.model,
+            thinking=self.thinking,
+            permission_mode=self.permission_mode,
             created_at=self.created_at,
             last_activity_at=self.last_activity_at,
             sandbox=SandboxInfo(provider="fake", state=self.sandbox_state, id="sbx-" + self.id[:8]),
@@ -102,6 +109,7 @@ class FakeAgentClient:
             limit=100, remaining=100, reset=0.0
         )
         self.sent: list[tuple[str, str]] = []
+        self.updates: list[tuple[Any, ...]] = []  # (session id, title, model, thinking, mode)
         self.closed = False
         self.api_key = "aa_live_" + "F" * 28 + "self"
         own = self._make_key("this app", scopes or ["sessions", "admin"], key=self.api_key)
@@ -172,6 +180,29 @@ class FakeAgentClient:
         return event
 
     # ---- AgentClient API
+
+    async def list_models(self) -> ModelList:
+        self._check_online()
+        return ModelList(
+            models=[
+                ModelOut(
+                    id="fake-model",
+                    display_name="Fake Model",
+                    context_window=200_000,
+                    thinking=True,
+                    compaction=False,
+                ),
+                ModelOut(
+                    id="fake-small",
+                    display_name="Fake Small",
+                    context_window=100_000,
+                    thinking=False,
+                    compaction=False,
+                ),
+            ],
+            default="fake-model",
+            source="endpoint",
+        )
 
     async def aclose(self) -> None:
         self.closed = True
@@ -421,6 +452,35 @@ class FakeSessionHandle:
     async def rename(self, title: str) -> SessionOut:
         self._state.title = title
         return await self.refresh()
+
+    async def update(
+        self,
+        *,
+        title: str | None = None,
+        model: str | None = None,
+        thinking: bool | None = None,
+        permission_mode: str | None = None,
+    ) -> SessionOut:
+        session = self._state
+        self._client.updates.append((self.id, title, model, thinking, permission_mode))
+        session.title = title or session.title
+        session.model = model or session.model
+        session.thinking = session.thinking if thinking is None else thinking
+        session.permission_mode = permission_mode or session.permission_mode
+        if (model, thinking, permission_mode) != (None, None, None):
+            await self._client.emit(
+                session,
+                "session.updated",
+                {
+                    "model": session.model,
+                    "thinking": session.thinking,
+                    "permissionMode": session.permission_mode,
+                },
+            )
+        return await self.refresh()
+
+    async def set_model(self, model: str) -> SessionOut:
+        return await self.update(model=model)
 
     async def delete(self) -> None:
         session = self._state

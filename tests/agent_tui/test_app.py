@@ -398,8 +398,7 @@ async def test_connection_failure_is_explained_on_screen_and_retry_works() -> No
         # The screen is pushed before it is composed: wait for its widgets too.
         await wait_until(
             pilot,
-            lambda: isinstance(app.screen, ConnectErrorScreen)
-            and bool(app.screen.query("#retry")),
+            lambda: isinstance(app.screen, ConnectErrorScreen) and bool(app.screen.query("#retry")),
             what="error screen",
         )
         assert "rejected" in str(app.screen.query_one("#connect-error-message").content)

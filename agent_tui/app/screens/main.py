@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header
 
 from agent_tui.app.api_errors import describe
 from agent_tui.app.screens.confirm import ConfirmScreen
+from agent_tui.app.screens.model_picker import ModelPickerScreen
 from agent_tui.app.screens.text_input import TextInputScreen
 from agent_tui.app.widgets.chat_pane import ChatPane
 from agent_tui.app.widgets.connection_banner import ConnectionBanner
@@ -41,6 +42,7 @@ class MainScreen(Screen[None]):
         Binding("f4", "toggle_pause", "Pause/Resume"),
         Binding("escape", "interrupt", "Interrupt"),
         Binding("f3", "keys", "API keys"),
+        Binding("f9", "choose_model", "Model", show=False),
         Binding("ctrl+b", "toggle_sessions", "Sidebar", show=False),
         Binding("ctrl+o", "focus_sessions", "Sessions", show=False),
         Binding("ctrl+l", "focus_prompt", "Prompt", show=False),
@@ -322,6 +324,14 @@ class MainScreen(Screen[None]):
         self.sessions.update_session(event.session)
         if event.session.id == self.chat.session_id:
             self.sub_title = session_title(event.session)
+            self.status.model = event.session.model
+            self.status.permission_mode = event.session.permission_mode
+
+    @on(ChatPane.SettingsChanged)
+    def _settings_changed(self, event: ChatPane.SettingsChanged) -> None:
+        if event.session_id == self.chat.session_id:
+            self.status.model = str(event.data.get("model") or self.status.model)
+            self.status.permission_mode = str(event.data.get("permissionMode") or "auto")
 
     @on(ChatPane.StatusChanged)
     def _status_changed(self, event: ChatPane.StatusChanged) -> None:
@@ -396,6 +406,42 @@ class MainScreen(Screen[None]):
         """Open the API keys screen."""
         self.agent_app.action_keys()
 
+    def action_choose_model(self) -> None:
+        """Pick the current session's model from the models the backend offers."""
+        self._choose_model(None)
+
+    @work(group="dialog", exit_on_error=False)
+    async def _choose_model(self, wanted: str | None) -> None:
+        session_id = self.chat.session_id
+        client = self.client
+        if session_id is None or client is None:
+            self.notify("Open or create a session first.", severity="warning")
+            return
+        try:
+            listing = await client.list_models()
+        except Exception as exc:
+            self.notify(describe(exc), title="Models", severity="error")
+            return
+        if wanted is None:
+            note = (
+                ""
+                if listing.source == "endpoint"
+                else "The endpoint lists no models: these are configured (ANTHROPIC_MODELS)."
+            )
+            wanted = await self.app.push_screen_wait(
+                ModelPickerScreen(listing.models, current=self.status.model or None, note=note)
+            )
+            if not wanted:
+                return
+        try:
+            updated = await client.session(session_id).update(model=wanted)
+        except Exception as exc:
+            self.notify(describe(exc), title="Model not changed", severity="error")
+            return
+        self.status.model = updated.model
+        self.sessions.update_session(updated)
+        self.notify(f"Model: {updated.model} (from the next message).", timeout=4)
+
     def action_toggle_sessions(self) -> None:
         """Hide or show the sessions sidebar."""
         self.sessions.display = not self.sessions.display
@@ -427,6 +473,11 @@ class MainScreen(Screen[None]):
         )
         yield SystemCommand("Interrupt turn", "Stop the running turn (Esc)", self.action_interrupt)
         yield SystemCommand("API keys", "List, create and revoke API keys (F3)", self.action_keys)
+        yield SystemCommand(
+            "Choose model",
+            "The model of the current session (F9, or /model)",
+            self.action_choose_model,
+        )
         yield SystemCommand(
             "Refresh sessions", "Reload the sessions list (F5)", self.action_refresh_sessions
         )

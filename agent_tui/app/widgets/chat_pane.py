@@ -90,6 +90,14 @@ class ChatPane(Vertical):
             self.text = text
             super().__init__()
 
+    class SettingsChanged(Message):
+        """The followed session's model or agent options changed (``session.updated``)."""
+
+        def __init__(self, session_id: str, data: dict[str, Any]) -> None:
+            self.session_id = session_id
+            self.data = data
+            super().__init__()
+
     class NeedsSession(Message):
         """The user sent a message with no session open: create one for it."""
 
@@ -271,6 +279,9 @@ class ChatPane(Vertical):
             self.notify(text, title="Turn failed", severity="error")
         elif kind == "session.progress":
             self.post_message(self.Progress(data.get("message", "")))
+        elif kind == "session.updated":
+            if self.handle is not None:
+                self.post_message(self.SettingsChanged(self.handle.id, data))
         elif kind in STATUS_EVENTS:
             update = apply_status_event(self.status, kind)
             assert update is not None

@@ -49,6 +49,8 @@ class StatusLine(Widget):
     rate_limit: reactive[int | None] = reactive(None)
     progress: reactive[str] = reactive("")
     mode: reactive[str] = reactive("")
+    model: reactive[str] = reactive("")
+    permission_mode: reactive[str] = reactive("auto")
     _frame: reactive[int] = reactive(0)
 
     def on_mount(self) -> None:
@@ -94,6 +96,10 @@ class StatusLine(Widget):
                 ),
             ),
         ]
+        if self.model:
+            fields.append((50, Content.styled(self.model, "$accent")))
+        if self.permission_mode != "auto":
+            fields.append((75, Content.styled(self.permission_mode, "bold $warning")))
         if self.tokens is not None:
             fields.append(
                 (30, Content(f"{compact_count(self.tokens)} tok{'' if compact else 'ens'}"))
