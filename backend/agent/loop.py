@@ -212,8 +212,14 @@ class AgentLoop:
         model: str,
         sandbox: Sandbox,
         observer: TurnObserver,
+        thinking: bool = False,
     ) -> TurnResult:
         """Run one turn: ``user_content`` after ``history`` (the stored model messages).
+
+        ``thinking`` asks for extended thinking when the model supports it; the
+        thinking blocks stream to ``observer.on_thinking_delta`` / ``on_thinking_done``
+        and stay in ``model_messages`` with their signatures (the API wants them
+        back unchanged while a tool loop runs).
 
         Returns how the turn ended; ``model_messages`` holds what the turn added
         after the user message. ``system_prompt`` None (or empty) means
@@ -241,12 +247,14 @@ class AgentLoop:
                 partial=turn.snapshot("error"),
             )
         try:
+            model = model or self.settings.anthropic_model
             return await self._run(
                 turn,
                 system=system_prompt or default_system_prompt(),
-                model=model or self.settings.anthropic_model,
+                model=model,
                 sandbox=sandbox,
                 observer=observer,
+                extra=await self._thinking_params(model) if thinking else {},
             )
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -258,6 +266,21 @@ class AgentLoop:
             await observer.on_step(result)
             return result
 
+    async def _thinking_params(self, model: str) -> dict[str, Any]:
+        """The request parameters that turn on extended thinking for ``model``
+        (none when the models list says it has no thinking)."""
+        info = await self.models.info(model)
+        if info.thinking == "adaptive":
+            return {"thinking": {"type": "adaptive"}}
+        if info.thinking is None:
+            return {}
+        budget = self.settings.thinking_budget_tokens
+        # max_tokens must exceed the thinking budget.
+        return {
+            "thinking": {"type": "enabled", "budget_tokens": budget},
+            "max_tokens": max(self.settings.anthropic_max_tokens, budget + 1024),
+        }
+
     def _has_credentials(self) -> bool:
         client = self.client
         if client is None:
@@ -265,12 +288,21 @@ class AgentLoop:
         return any(getattr(client, name, None) for name in ("api_key", "auth_token", "credentials"))
 
     async def _run(
-        self, turn: _Turn, *, system: str, model: str, sandbox: Sandbox, observer: TurnObserver
+        self,
+        turn: _Turn,
+        *,
+        system: str,
+        model: str,
+        sandbox: Sandbox,
+        observer: TurnObserver,
+        extra: dict[str, Any],
     ) -> TurnResult:
         limit = self.settings.max_tool_rounds
         rounds = 0
         while True:
-            reply = await self._call_model(turn, system=system, model=model, observer=observer)
+            reply = await self._call_model(
+                turn, system=system, model=model, observer=observer, extra=extra
+            )
             stop = reply.stop_reason or "end_turn"
             turn.finish_stream(reply.content, reply.usage)
             calls = [
@@ -317,19 +349,28 @@ class AgentLoop:
             await observer.on_step(turn.snapshot("tool_use"))
 
     async def _call_model(
-        self, turn: _Turn, *, system: str, model: str, observer: TurnObserver
+        self,
+        turn: _Turn,
+        *,
+        system: str,
+        model: str,
+        observer: TurnObserver,
+        extra: dict[str, Any] | None = None,
     ) -> Reply:
         """Stream one reply from the raw events, reporting text as it arrives."""
         assert self.client is not None  # run_turn checked
+        params: dict[str, Any] = {"max_tokens": self.settings.anthropic_max_tokens, **(extra or {})}
+        on_thinking = getattr(observer, "on_thinking_delta", None)
+        on_thinking_done = getattr(observer, "on_thinking_done", None)
         try:
             stream = await self.client.messages.create(
                 model=model,
-                max_tokens=self.settings.anthropic_max_tokens,
                 system=[{"type": "text", "text": system, "cache_control": _EPHEMERAL}],
                 tools=self.toolbox.definitions(),  # type: ignore[arg-type]
                 messages=turn.conversation(),  # type: ignore[arg-type]
                 cache_control=_EPHEMERAL,  # type: ignore[arg-type]
                 stream=True,
+                **params,
             )
         except MODEL_EXCEPTIONS as exc:
             raise await self._failure(turn, exc, observer) from exc
@@ -351,6 +392,8 @@ class AgentLoop:
                 if kind == "content_block_delta":
                     if text:
                         await observer.on_text_delta(text)
+                    elif on_thinking is not None and event.delta.type == "thinking_delta":
+                        await on_thinking(event.delta.thinking)
                 elif kind == "message_start":
                     builder.start(event)
                 elif kind == "content_block_start":
@@ -360,6 +403,8 @@ class AgentLoop:
                     if done.get("type") == "text" and done.get("text"):
                         turn.texts.append(done["text"])
                         await observer.on_text_done(done["text"])
+                    elif done.get("type") == "thinking" and on_thinking_done is not None:
+                        await on_thinking_done(done.get("thinking", ""))
                 elif kind == "message_delta":
                     builder.message_delta(event)
         finally:

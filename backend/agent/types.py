@@ -100,3 +100,11 @@ class TurnObserver(Protocol):
         """A model call or a tool round finished: ``result`` is the turn so far
         (valid ``model_messages``); persist it so a restart loses nothing."""
         ...
+
+    # Optional (the loop checks with getattr): extended thinking, live tool
+    # output, context compaction and permission requests.
+    #   async def on_thinking_delta(self, text: str) -> None
+    #   async def on_thinking_done(self, text: str) -> None
+    #   async def on_tool_output(self, call: ToolCall, stream: str, text: str) -> None
+    #   async def on_compacted(self, info: dict[str, Any]) -> None
+    #   async def ask_permission(self, call: ToolCall) -> str  ("allow" | "deny")

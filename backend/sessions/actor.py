@@ -304,6 +304,7 @@ class SessionActor:
                     model=self.record.model,
                     sandbox=self._sandbox,
                     observer=observer,
+                    thinking=bool(self.record.options.get("thinking")),
                 )
             except ModelError as exc:
                 await observer.drain()
@@ -576,6 +577,8 @@ class _TurnObserver:
         self._assistant = assistant
         self._pending: list[str] = []
         self._flush: asyncio.Task[None] | None = None
+        self._thinking: list[str] = []
+        self._thinking_flush: asyncio.Task[None] | None = None
 
     async def on_text_delta(self, text: str) -> None:
         self._pending.append(text)
@@ -600,6 +603,35 @@ class _TurnObserver:
             await asyncio.shield(flush)
         if self._pending:
             await self._publish_pending()
+        if self._thinking:
+            await self._publish_thinking()
+
+    # Extended thinking: partial events coalesced per network read, like text.
+
+    async def on_thinking_delta(self, text: str) -> None:
+        self._thinking.append(text)
+        if self._thinking_flush is None:
+            self._thinking_flush = asyncio.create_task(self._publish_thinking())
+
+    async def _publish_thinking(self) -> None:
+        self._thinking_flush = None
+        if self._thinking:
+            text = "".join(self._thinking)
+            self._thinking.clear()
+            await self._actor._emit(
+                ev.MESSAGE_THINKING,
+                {"messageId": self._assistant.id, "content": text, "isPartial": True},
+            )
+
+    async def on_thinking_done(self, text: str) -> None:
+        flush = self._thinking_flush
+        if flush is not None:
+            await asyncio.shield(flush)
+        await self.drain()
+        await self._actor._emit(
+            ev.MESSAGE_THINKING,
+            {"messageId": self._assistant.id, "content": text, "isPartial": False},
+        )
 
     async def on_text_done(self, text: str) -> None:
         await self.drain()

@@ -32,7 +32,9 @@ from backend.schemas import (
 )
 
 # A step of a scripted turn: ("text", "fragment"), ("end_text", None),
-# ("tool", (name, arguments, result, is_error)), ("sleep", seconds), ("error", (code, message)).
+# ("tool", (name, arguments, result, is_error)), ("sleep", seconds), ("error", (code, message)),
+# ("event", (type, data)), ("tool_start", (id, name, arguments)),
+# ("tool_end", (id, name, arguments, result, is_error)), ("wait", asyncio.Event).
 Step = tuple[str, Any]
 
 DEFAULT_SCRIPT: list[Step] = [
@@ -370,6 +372,40 @@ class FakeAgentClient:
                             is_error=is_error,
                         )
                     )
+                elif kind == "event":
+                    # Any other event, e.g. ("event", ("message.thinking", {...})).
+                    event_type, data = arg
+                    await self.emit(session, event_type, {"messageId": assistant_id, **data})
+                elif kind == "tool_start":
+                    tool_id, name, arguments = arg
+                    await self.emit(
+                        session,
+                        "message.tool",
+                        {
+                            "messageId": assistant_id,
+                            "toolId": tool_id,
+                            "toolName": name,
+                            "arguments": arguments,
+                            "status": "calling",
+                        },
+                    )
+                elif kind == "tool_end":
+                    tool_id, name, arguments, result, is_error = arg
+                    await self.emit(
+                        session,
+                        "message.tool",
+                        {
+                            "messageId": assistant_id,
+                            "toolId": tool_id,
+                            "toolName": name,
+                            "arguments": arguments,
+                            "status": "result",
+                            "result": result,
+                            "isError": is_error,
+                        },
+                    )
+                elif kind == "wait":
+                    await arg.wait()  # an asyncio.Event the test sets
                 elif kind == "sleep":
                     await asyncio.sleep(arg)
                 elif kind == "error":

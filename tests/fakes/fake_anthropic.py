@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -61,7 +62,9 @@ __all__ = [
     "fake_model",
     "models_page",
     "reply",
+    "thinking_signature",
     "validate_request",
+    "validate_thinking",
 ]
 
 # A responder builds the reply for a request body when no scripted reply is queued.
@@ -163,6 +166,19 @@ class Reply:
                 "id": id or _new_id("toolu_"),
                 "name": name,
                 "fragments": fragments,
+            }
+        )
+        return self
+
+    def thinking(self, text: str, *, signature: str | None = None) -> Reply:
+        """A thinking block: ``thinking_delta``s word by word, then one ``signature_delta``
+        (by default ``thinking_signature(text)``, which validation checks on the way back)."""
+        deltas = re.findall(r"\S+\s*|\s+", text) or [""]
+        self.blocks.append(
+            {
+                "type": "thinking",
+                "deltas": deltas,
+                "signature": signature if signature is not None else thinking_signature(text),
             }
         )
         return self
@@ -430,6 +446,76 @@ def validate_request(body: dict[str, Any]) -> None:
         raise InvalidRequest(
             f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
         )
+    validate_thinking(body)
+
+
+# -- extended thinking ------------------------------------------------------------------------
+
+
+def thinking_signature(text: str) -> str:
+    """The fake's signature of a thinking block: it proves the block came back unchanged."""
+    return "sig_" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def thinking_stream(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``content_block_start`` block and the deltas of a scripted thinking block."""
+    deltas: list[dict[str, Any]] = [
+        {"type": "thinking_delta", "thinking": t} for t in block["deltas"]
+    ]
+    deltas.append({"type": "signature_delta", "signature": block["signature"]})
+    return {"type": "thinking", "thinking": "", "signature": ""}, deltas
+
+
+def with_thinking(script: Reply, body: dict[str, Any]) -> Reply:
+    """A default responder's reply, led by a short thinking block when the request
+    turned thinking on (scripted replies are left as the test wrote them)."""
+    if (body.get("thinking") or {}).get("type") not in ("enabled", "adaptive"):
+        return script
+    if script.http is not None or any(b["type"] == "thinking" for b in script.blocks):
+        return script
+    text, results = _last_user_parts(body)
+    about = f"{len(results)} tool result(s)" if results else f"a message of {len(text)} characters"
+    thought = Reply().thinking(f"The user sent {about}. I will answer briefly.")
+    script.blocks.insert(0, thought.blocks[0])
+    return script
+
+
+def validate_thinking(body: dict[str, Any]) -> None:
+    """What the API checks about thinking: each thinking block comes back with its
+    signature unchanged; with thinking on, ``budget_tokens`` is at least 1024 and
+    below ``max_tokens``, and an assistant message that a tool_result answers (the
+    tool loop in progress) starts with its thinking block."""
+    for i, message in enumerate(body.get("messages") or []):
+        if message.get("role") != "assistant" or not isinstance(message.get("content"), list):
+            continue
+        for j, block in enumerate(message["content"]):
+            if block.get("type") == "thinking" and block.get("signature") != thinking_signature(
+                block.get("thinking", "")
+            ):
+                raise InvalidRequest(
+                    f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                )
+    config = body.get("thinking") or {}
+    if config.get("type") != "enabled":
+        return
+    budget = config.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        raise InvalidRequest("thinking.enabled.budget_tokens: Input should be >= 1024")
+    if budget >= body.get("max_tokens", 0):
+        raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`")
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    content = last.get("content") if isinstance(last.get("content"), list) else []
+    if len(messages) >= 2 and any(b.get("type") == "tool_result" for b in content):
+        assistant = messages[-2]
+        blocks = assistant.get("content") if isinstance(assistant.get("content"), list) else []
+        if not blocks or blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+            found = blocks[0].get("type") if blocks else "nothing"
+            raise InvalidRequest(
+                f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+                f"`redacted_thinking`, but found `{found}`. When `thinking` is enabled, a final "
+                "`assistant` message must start with a thinking block."
+            )
 
 
 # -- the models route -------------------------------------------------------------------------
@@ -683,7 +769,7 @@ class FakeAnthropic:
 
         with self._lock:
             scripted = self._queue.popleft() if self._queue else self.default
-        script = scripted if isinstance(scripted, Reply) else scripted(body)
+        script = scripted if isinstance(scripted, Reply) else with_thinking(scripted(body), body)
 
         # Delays and hangs end as soon as the client goes away (an interrupt), so a
         # test's teardown never waits for a stream nobody reads.
@@ -772,6 +858,14 @@ class FakeAnthropic:
         for block in script.blocks:
             if block["type"] == "text":
                 content.append({"type": "text", "text": "".join(block["deltas"])})
+            elif block["type"] == "thinking":
+                content.append(
+                    {
+                        "type": "thinking",
+                        "thinking": "".join(block["deltas"]),
+                        "signature": block["signature"],
+                    }
+                )
             else:
                 content.append(
                     {
@@ -864,6 +958,8 @@ class FakeAnthropic:
             if block["type"] == "text":
                 start = {"type": "text", "text": ""}
                 deltas = [{"type": "text_delta", "text": t} for t in block["deltas"]]
+            elif block["type"] == "thinking":
+                start, deltas = thinking_stream(block)
             else:
                 start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
                 deltas = [

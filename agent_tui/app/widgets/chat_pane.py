@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from agent_tui.app.api_errors import describe, error_code
 from agent_tui.app.session_status import STATUS_EVENTS, apply_status_event
+from agent_tui.app.widgets.agent_blocks import AgentBlocks
 from agent_tui.app.widgets.chat_view import ChatView
 from agent_tui.app.widgets.prompt import PromptArea
 
@@ -125,6 +126,8 @@ class ChatPane(Vertical):
 
     def on_mount(self) -> None:
         self._show_welcome(True)
+        self.blocks = AgentBlocks(self.chat)
+        self.set_interval(1.0, self.blocks.tick)
 
     def watch_busy(self, busy: bool) -> None:
         # The class goes on the prompt and the indicator, not on this pane: a class
@@ -188,6 +191,7 @@ class ChatPane(Vertical):
             self.notify(describe(exc), title="Session", severity="error")
             return
         async with self._render_lock:
+            self.blocks.reset()
             await self.chat.clear()
             await self.chat.show_history(history, more=len(history) >= HISTORY_LIMIT)
             self.chat.loading = False
@@ -256,6 +260,7 @@ class ChatPane(Vertical):
             if data.get("status") == "calling":
                 await chat.start_tool(tool_id, name, arguments)
             else:
+                await self.blocks.on_tool_done(tool_id, chat.tool_block(tool_id))
                 await chat.finish_tool(
                     tool_id,
                     data.get("result"),
@@ -263,6 +268,12 @@ class ChatPane(Vertical):
                     name=name,
                     arguments=arguments,
                 )
+        elif kind == "message.thinking":
+            await self.blocks.on_thinking(data)
+        elif kind == "tool.output":
+            await self.blocks.on_tool_output(data, chat.tool_block(str(data.get("toolId") or "")))
+        elif kind == "context.compacted":
+            await self.blocks.on_compacted(data)
         elif kind == "message.complete":
             await chat.end_turn(data.get("stopReason"))
             usage = data.get("usage") or {}

@@ -277,6 +277,15 @@ class ChatView(VerticalScroll):
         elif stop_reason == "refusal":
             await self.add_notice("The model declined to answer.", "info")
 
+    async def append(self, widget: Widget) -> None:
+        """Add any widget at the end of the transcript (closing the open text first)."""
+        await self._close_open_text()
+        await self._append(widget)
+
+    def tool_block(self, tool_id: str) -> ToolCallBlock | None:
+        """The block of a tool call still in the transcript."""
+        return self._tools.get(tool_id)
+
     async def add_notice(self, text: str, kind: NoticeKind = "info") -> None:
         """A one-line notice (errors, interruptions)."""
         await self._close_open_text()
