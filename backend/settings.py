@@ -82,7 +82,7 @@ class Settings:
     # The window assumed for a model the models list does not describe.
     context_window_tokens: int = 200_000
     # Live tool output: tool.output events per second per command, and bytes in all.
-    tool_output_events_per_second: float = 10.0
+    tool_output_events_per_second: float = 20.0
     tool_output_stream_max_bytes: int = 256 * 1024
     # How often a turn waiting on a permission request re-reads it from the store.
     permission_poll_seconds: float = 0.5

@@ -59,6 +59,24 @@ def default_system_prompt() -> str:
     )
 
 
+def _output_callback(observer: TurnObserver, call: ToolCall) -> Any:
+    """The sandbox's output callback for ``call``, if the observer wants live output."""
+    on_tool_output = getattr(observer, "on_tool_output", None)
+    if on_tool_output is None:
+        return None
+
+    async def on_output(stream: str, text: str) -> None:
+        await on_tool_output(call, stream, text)
+
+    return on_output
+
+
+async def _permission(observer: TurnObserver, call: ToolCall) -> str | None:
+    """None when ``call`` may run; else the tool error the model gets instead."""
+    check = getattr(observer, "check_permission", None)
+    return None if check is None else await check(call)
+
+
 class _Turn:
     """One turn's state, consistent at every ``await`` so it can be cut anywhere."""
 
@@ -341,8 +359,17 @@ class AgentLoop:
             for call in calls:
                 turn.announced.add(call.id)
                 await observer.on_tool_call(call)
-                outcome = await self.toolbox.run(call.name, call.arguments, sandbox)
-                call.result, call.is_error = outcome.content, outcome.is_error
+                refusal = await _permission(observer, call)
+                if refusal is not None:
+                    call.result, call.is_error = refusal, True
+                else:
+                    outcome = await self.toolbox.run(
+                        call.name,
+                        call.arguments,
+                        sandbox,
+                        on_output=_output_callback(observer, call),
+                    )
+                    call.result, call.is_error = outcome.content, outcome.is_error
                 await observer.on_tool_result(call)
             turn.close_round()
             rounds += 1

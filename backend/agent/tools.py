@@ -22,13 +22,25 @@ from sandbox.base import (
     FileNotFound,
     IsADirectory,
     NotADirectory,
+    OutputCallback,
     Sandbox,
     SandboxError,
     SandboxPathError,
     normalize_relative_path,
 )
 
-__all__ = ["TOOL_DEFINITIONS", "ToolInputError", "ToolOutcome", "Toolbox", "truncate_middle"]
+__all__ = [
+    "MUTATING_TOOLS",
+    "TOOL_DEFINITIONS",
+    "ToolInputError",
+    "ToolOutcome",
+    "Toolbox",
+    "truncate_middle",
+]
+
+# Tools that change the workspace or run code: permission mode "ask" waits for the
+# user's approval of these, "read-only" refuses them. The others only read.
+MUTATING_TOOLS = frozenset({"shell", "write_file", "edit_file"})
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +288,16 @@ class Toolbox:
             tools[-1]["cache_control"] = {"type": "ephemeral"}
         return tools
 
-    async def run(self, name: str, arguments: dict[str, Any], sandbox: Sandbox) -> ToolOutcome:
-        """Run one tool call. Never raises, except ``asyncio.CancelledError``."""
+    async def run(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        sandbox: Sandbox,
+        *,
+        on_output: OutputCallback | None = None,
+    ) -> ToolOutcome:
+        """Run one tool call. Never raises, except ``asyncio.CancelledError``.
+        ``on_output`` hears a shell command's stdout/stderr as it is written."""
         handler = self._handlers.get(name)
         if handler is None:
             known = ", ".join(self._handlers)
@@ -286,6 +306,8 @@ class Toolbox:
             return ToolOutcome("Invalid input: the arguments must be a JSON object.", True)
         path = arguments.get("path") if isinstance(arguments.get("path"), str) else ""
         try:
+            if name == "shell":
+                return await self._shell(arguments, sandbox, on_output=on_output)
             return await handler(arguments, sandbox)
         except ToolInputError as exc:
             return ToolOutcome(f"Error: {exc}", True)
@@ -312,7 +334,9 @@ class Toolbox:
 
     # -- the tools
 
-    async def _shell(self, args: dict[str, Any], sandbox: Sandbox) -> ToolOutcome:
+    async def _shell(
+        self, args: dict[str, Any], sandbox: Sandbox, *, on_output: OutputCallback | None = None
+    ) -> ToolOutcome:
         command = _string(args, "command")
         if not command.strip():
             raise ToolInputError("'command' is empty")
@@ -320,7 +344,10 @@ class Toolbox:
         requested = _integer(args, "timeout")
         timeout = min(float(requested), limit) if requested is not None else limit
         result = await sandbox.exec(
-            command, timeout=timeout, max_output_bytes=self.settings.tool_output_max_bytes
+            command,
+            timeout=timeout,
+            max_output_bytes=self.settings.tool_output_max_bytes,
+            on_output=on_output,
         )
         parts = []
         if result.stdout:

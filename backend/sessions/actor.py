@@ -43,6 +43,7 @@ from backend.records import (
     utcnow,
 )
 from backend.sessions.eventlog import EventLog
+from backend.sessions.tool_output import ToolOutputStream
 from backend.settings import Settings
 from backend.store.base import Store
 from sandbox.base import FileEntry, Sandbox, SandboxProvider, SnapshotLost
@@ -579,6 +580,7 @@ class _TurnObserver:
         self._flush: asyncio.Task[None] | None = None
         self._thinking: list[str] = []
         self._thinking_flush: asyncio.Task[None] | None = None
+        self._outputs: dict[str, ToolOutputStream] = {}
 
     async def on_text_delta(self, text: str) -> None:
         self._pending.append(text)
@@ -653,7 +655,23 @@ class _TurnObserver:
             },
         )
 
+    async def on_tool_output(self, call: ToolCall, stream: str, text: str) -> None:
+        output = self._outputs.get(call.id)
+        if output is None:
+            settings = self._actor._settings
+            output = self._outputs[call.id] = ToolOutputStream(
+                self._actor._emit,
+                message_id=self._assistant.id,
+                tool_id=call.id,
+                rate=settings.tool_output_events_per_second,
+                max_bytes=settings.tool_output_stream_max_bytes,
+            )
+        await output.add(stream, text)
+
     async def on_tool_result(self, call: ToolCall) -> None:
+        output = self._outputs.pop(call.id, None)
+        if output is not None:
+            await output.close()
         await self.drain()
         await self._actor._emit(
             ev.MESSAGE_TOOL,
