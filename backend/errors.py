@@ -94,6 +94,17 @@ class SessionLimitExceeded(ApiError):
     status, code, default_message = 429, "SESSION_LIMIT_EXCEEDED", "Too many active sessions"
 
 
+class ModelFailed(ApiError):
+    """The model API failed during a request that calls it directly (on-demand
+    compaction); ``code`` is the model error's (``MODEL_OVERLOADED``...)."""
+
+    status, code, default_message = 502, "MODEL_ERROR", "The model API failed"
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.code = code
+
+
 class InternalError(ApiError):
     status, code, default_message = 500, "INTERNAL_ERROR", "Internal server error"
 

@@ -346,6 +346,16 @@ class LogList(Wire):
     logs: list[str]
 
 
+class CompactionOut(Wire):
+    """What ``POST /v1/sessions/{id}/compact`` did (also the ``context.compacted`` data)."""
+
+    compacted: bool
+    method: Literal["summary", "api"] | None = None
+    tokens_before: int = 0
+    tokens_after: int = 0
+    tokens_saved: int = 0
+
+
 # ---- models
 
 

@@ -46,6 +46,10 @@ class LazyAgentLoop:
         """``AgentLoop.run_turn``."""
         return await (await self._agent()).run_turn(**kwargs)
 
+    async def compact(self, **kwargs: Any) -> Any:
+        """``AgentLoop.compact``."""
+        return await (await self._agent()).compact(**kwargs)
+
     async def list_models(self) -> Any:
         """``AgentLoop.list_models``."""
         return await (await self._agent()).list_models()

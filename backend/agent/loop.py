@@ -12,14 +12,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import anthropic
 from anthropic import AsyncAnthropic
 
+from backend.agent.compaction import (
+    COMPACT_BETA,
+    apply_compaction,
+    compacted,
+    compaction_marker,
+    context_management,
+    estimate_tokens,
+    split_for_summary,
+    summary_conversation,
+)
 from backend.agent.conversation import normalize_conversation, tool_result_block, user_message
 from backend.agent.model_errors import MODEL_EXCEPTIONS, model_error
-from backend.agent.models import ModelCatalog, ModelListing
+from backend.agent.models import ModelCatalog, ModelInfo, ModelListing
 from backend.agent.reply import Reply, ReplyBuilder
 from backend.agent.tools import Toolbox
 from backend.agent.types import ModelError, TurnObserver, TurnResult, TurnUsage
@@ -77,6 +88,32 @@ async def _permission(observer: TurnObserver, call: ToolCall) -> str | None:
     return None if check is None else await check(call)
 
 
+def _compaction_event(marker: dict[str, Any], *, automatic: bool) -> dict[str, Any]:
+    """The ``context.compacted`` data of a compaction marker."""
+    before, after = int(marker.get("tokensBefore", 0)), int(marker.get("tokensAfter", 0))
+    return {
+        "method": marker.get("method", "summary"),
+        "automatic": automatic,
+        "tokensBefore": before,
+        "tokensAfter": after,
+        "tokensSaved": max(0, before - after),
+    }
+
+
+async def _api_compacted(observer: TurnObserver, block: dict[str, Any], builder: Any) -> None:
+    """The API compacted the context itself: say so (the block stays in the reply)."""
+    on_compacted = getattr(observer, "on_compacted", None)
+    if on_compacted is None:
+        return
+    usage = builder.usage
+    before = (
+        usage.input_tokens + usage.cache_read_tokens + usage.cache_creation_tokens if usage else 0
+    )
+    after = estimate_tokens(block.get("content") or "")
+    marker = {"method": "api", "tokensBefore": before, "tokensAfter": after}
+    await on_compacted(_compaction_event(marker, automatic=True))
+
+
 class _Turn:
     """One turn's state, consistent at every ``await`` so it can be cut anywhere."""
 
@@ -105,6 +142,9 @@ class _Turn:
         return self.builder.usage if self.builder is not None else None
 
     def conversation(self) -> list[dict[str, Any]]:
+        """What the model gets: compaction markers applied."""
+        if any(m.get("role") == "compaction" for m in self.messages):
+            return apply_compaction(self.base + self.messages)
         return self.base + self.messages
 
     def commit_assistant(self, content: list[dict[str, Any]]) -> None:
@@ -255,7 +295,7 @@ class AgentLoop:
         cancellation is swallowed (and ``uncancel``-ed) so the caller can finish
         the turn cleanly; a second one while the loop winds down propagates.
         """
-        base = normalize_conversation([*history, user_message(user_content)])
+        base = normalize_conversation(apply_compaction([*history, user_message(user_content)]))
         turn = _Turn(base)
         if not self._has_credentials():
             # The SDK would raise a bare TypeError at request time; say what to fix instead.
@@ -266,13 +306,19 @@ class AgentLoop:
             )
         try:
             model = model or self.settings.anthropic_model
+            info = await self.models.info(model)
+            extra = self._thinking_params(info) if thinking else {}
+            if info.compaction:
+                extra["betas"] = [COMPACT_BETA]
+                extra["context_management"] = context_management(self._threshold(info))
             return await self._run(
                 turn,
                 system=system_prompt or default_system_prompt(),
                 model=model,
                 sandbox=sandbox,
                 observer=observer,
-                extra=await self._thinking_params(model) if thinking else {},
+                extra=extra,
+                info=info,
             )
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -284,10 +330,13 @@ class AgentLoop:
             await observer.on_step(result)
             return result
 
-    async def _thinking_params(self, model: str) -> dict[str, Any]:
-        """The request parameters that turn on extended thinking for ``model``
+    def _threshold(self, info: ModelInfo) -> int:
+        """Input tokens past which the context is compacted."""
+        return int(info.context_window * self.settings.compaction_threshold)
+
+    def _thinking_params(self, info: ModelInfo) -> dict[str, Any]:
+        """The request parameters that turn on extended thinking for the model
         (none when the models list says it has no thinking)."""
-        info = await self.models.info(model)
         if info.thinking == "adaptive":
             return {"thinking": {"type": "adaptive"}}
         if info.thinking is None:
@@ -314,10 +363,13 @@ class AgentLoop:
         sandbox: Sandbox,
         observer: TurnObserver,
         extra: dict[str, Any],
+        info: ModelInfo,
     ) -> TurnResult:
         limit = self.settings.max_tool_rounds
         rounds = 0
         while True:
+            if not info.compaction:
+                await self._compact_if_needed(turn, system=system, info=info, observer=observer)
             reply = await self._call_model(
                 turn, system=system, model=model, observer=observer, extra=extra
             )
@@ -375,6 +427,88 @@ class AgentLoop:
             rounds += 1
             await observer.on_step(turn.snapshot("tool_use"))
 
+    # ---- compaction (see backend/agent/compaction.py)
+
+    def _fixed_tokens(self, system: str) -> int:
+        return estimate_tokens(system) + estimate_tokens(self.toolbox.definitions())
+
+    async def _compact_if_needed(
+        self, turn: _Turn, *, system: str, info: ModelInfo, observer: TurnObserver
+    ) -> None:
+        """Summarise the older conversation when the next call would pass the threshold."""
+        conversation = turn.conversation()
+        size = estimate_tokens(conversation) + self._fixed_tokens(system)
+        if size <= self._threshold(info):
+            return
+        try:
+            marker = await self._summarise(conversation, system=system, model=info.id, before=size)
+        except MODEL_EXCEPTIONS as exc:
+            # The call itself may still fit; if not, its own error tells the user.
+            log.warning("compaction failed: %s", exc)
+            return
+        if marker is None:
+            return
+        turn.messages.append(marker)
+        on_compacted = getattr(observer, "on_compacted", None)
+        if on_compacted is not None:
+            await on_compacted(_compaction_event(marker, automatic=True))
+
+    async def _summarise(
+        self, conversation: list[dict[str, Any]], *, system: str, model: str, before: int
+    ) -> dict[str, Any] | None:
+        """A compaction marker replacing ``conversation``, or None when there is
+        nothing to summarise. Raises the SDK's errors."""
+        head, tail = split_for_summary(conversation)
+        if not head:
+            return None
+        assert self.client is not None
+        response = await self.client.messages.create(
+            model=model,
+            max_tokens=min(self.settings.anthropic_max_tokens, 4096),
+            system=[{"type": "text", "text": system, "cache_control": _EPHEMERAL}],
+            tools=self.toolbox.definitions(),  # type: ignore[arg-type]
+            messages=summary_conversation(head),  # type: ignore[arg-type]
+        )
+        summary = "\n".join(
+            b.text for b in response.content if getattr(b, "type", "") == "text"
+        ).strip()
+        if not summary:
+            return None
+        messages = compacted(summary, tail)
+        after = estimate_tokens(messages) + self._fixed_tokens(system)
+        return compaction_marker(
+            messages,
+            method="summary",
+            tokensBefore=before,
+            tokensAfter=after,
+            at=time.time(),
+        )
+
+    async def compact(
+        self, *, history: list[dict[str, Any]], system_prompt: str | None, model: str
+    ) -> dict[str, Any] | None:
+        """Compact a session's history now (between turns): the marker to store
+        after it, or None when there is too little to compact. Raises ``ModelError``."""
+        if not self._has_credentials():
+            raise ModelError(
+                "MODEL_AUTH_ERROR", "No Anthropic API key is configured; set ANTHROPIC_API_KEY."
+            )
+        conversation = normalize_conversation(apply_compaction(history))
+        if conversation and conversation[-1]["role"] == "assistant":
+            # The summary needs a user message to end on; the tail keeps the last exchange.
+            conversation = [*conversation, user_message("(continue)")]
+        system = system_prompt or default_system_prompt()
+        before = estimate_tokens(conversation) + self._fixed_tokens(system)
+        try:
+            return await self._summarise(
+                conversation,
+                system=system,
+                model=model or self.settings.anthropic_model,
+                before=before,
+            )
+        except MODEL_EXCEPTIONS as exc:
+            raise model_error(exc, api_key=self.settings.anthropic_api_key) from exc
+
     async def _call_model(
         self,
         turn: _Turn,
@@ -389,8 +523,12 @@ class AgentLoop:
         params: dict[str, Any] = {"max_tokens": self.settings.anthropic_max_tokens, **(extra or {})}
         on_thinking = getattr(observer, "on_thinking_delta", None)
         on_thinking_done = getattr(observer, "on_thinking_done", None)
+        # API compaction is a beta of the Messages API: the same call on the beta resource.
+        create = (
+            self.client.beta.messages.create if "betas" in params else self.client.messages.create
+        )
         try:
-            stream = await self.client.messages.create(
+            stream = await create(  # type: ignore[operator]
                 model=model,
                 system=[{"type": "text", "text": system, "cache_control": _EPHEMERAL}],
                 tools=self.toolbox.definitions(),  # type: ignore[arg-type]
@@ -432,6 +570,8 @@ class AgentLoop:
                         await observer.on_text_done(done["text"])
                     elif done.get("type") == "thinking" and on_thinking_done is not None:
                         await on_thinking_done(done.get("thinking", ""))
+                    elif done.get("type") == "compaction":
+                        await _api_compacted(observer, done, builder)
                 elif kind == "message_delta":
                     builder.message_delta(event)
         finally:

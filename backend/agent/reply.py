@@ -97,6 +97,12 @@ class ReplyBuilder:
                 block["signature"] = delta.signature
             elif kind == "citations_delta":
                 block.setdefault("citations", []).append(block_param(delta.citation))
+            elif kind == "compaction_delta":
+                # API compaction: the summary and its opaque metadata, sent back verbatim.
+                if getattr(delta, "content", None) is not None:
+                    block["content"] = (block.get("content") or "") + delta.content
+                if getattr(delta, "encrypted_content", None) is not None:
+                    block["encrypted_content"] = delta.encrypted_content
         return None
 
     def close_block(self, event: Any) -> dict[str, Any] | None:

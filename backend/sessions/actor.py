@@ -22,6 +22,7 @@ from backend import events as ev
 from backend.agent.types import ModelError, TurnResult
 from backend.errors import (
     ApiError,
+    ModelFailed,
     SandboxError,
     SessionBusy,
     SessionFailed,
@@ -483,6 +484,44 @@ class SessionActor:
             if changes.keys() - {"title"}:
                 await self._emit(ev.SESSION_UPDATED, self.agent_settings())
 
+    async def compact(self) -> dict[str, Any] | None:
+        """Compact the model's context now (between turns); the ``context.compacted``
+        data, or None when there was too little to compact. The transcript stays."""
+        async with self._mailbox:
+            self._check_not_busy()
+            messages = await self._store.list_messages(self.id)
+            if not messages:
+                return None
+            history = [m for message in messages for m in message.model_messages]
+            try:
+                marker = await self._deps.agent.compact(
+                    history=history,
+                    system_prompt=self.record.system_prompt,
+                    model=self.record.model,
+                )
+            except ModelError as exc:
+                raise ModelFailed(exc.code, exc.message, details=exc.details) from exc
+            if marker is None:
+                return None
+            last = messages[-1]
+            # After the last message's own model messages: a later history read
+            # replaces everything before the marker with the summary.
+            await self._store.update_message(
+                last.id, {"model_messages": [*last.model_messages, marker]}
+            )
+            before, after = int(marker["tokensBefore"]), int(marker["tokensAfter"])
+            data = {
+                "messageId": last.id,
+                "method": marker["method"],
+                "automatic": False,
+                "tokensBefore": before,
+                "tokensAfter": after,
+                "tokensSaved": max(0, before - after),
+            }
+            await self._emit(ev.CONTEXT_COMPACTED, data)
+            self._log(f"context compacted on demand: {before} -> {after} tokens")
+            return data
+
     def agent_settings(self) -> dict[str, Any]:
         """The session's model and agent options, as ``session.updated`` carries them."""
         return {
@@ -654,6 +693,10 @@ class _TurnObserver:
                 "arguments": call.arguments,
             },
         )
+
+    async def on_compacted(self, info: dict[str, Any]) -> None:
+        await self.drain()
+        await self._actor._emit(ev.CONTEXT_COMPACTED, {"messageId": self._assistant.id, **info})
 
     async def on_tool_output(self, call: ToolCall, stream: str, text: str) -> None:
         output = self._outputs.get(call.id)

@@ -60,8 +60,10 @@ __all__ = [
     "bench_reply",
     "echo_reply",
     "fake_model",
+    "is_summary_request",
     "models_page",
     "reply",
+    "summary_reply",
     "thinking_signature",
     "validate_request",
     "validate_thinking",
@@ -518,6 +520,34 @@ def validate_thinking(body: dict[str, Any]) -> None:
             )
 
 
+# -- compaction -----------------------------------------------------------------------------
+
+SUMMARY_MARKER = "Summarise the conversation so far"
+
+
+def is_summary_request(body: dict[str, Any]) -> bool:
+    """A summarising call of the agent's own compaction (not a streamed turn)."""
+    text, _ = _last_user_parts(body)
+    return SUMMARY_MARKER in text and not body.get("stream")
+
+
+def summary_reply(body: dict[str, Any]) -> Reply:
+    """A short, deterministic summary of a conversation: its user messages, shortened,
+    and how many tool results it held."""
+    lines, results = [], 0
+    for message in (body.get("messages") or [])[:-1]:
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for block in blocks:
+            if block.get("type") == "tool_result":
+                results += 1
+            elif message.get("role") == "user" and block.get("type") == "text":
+                lines.append("- " + block["text"][:80].replace("\n", " "))
+    text = "Summary. The user asked:\n" + "\n".join(lines[-20:])
+    text += f"\n({results} tool results seen.)"
+    return reply().text(text).stop("end_turn")
+
+
 # -- the models route -------------------------------------------------------------------------
 
 
@@ -633,6 +663,8 @@ class FakeAnthropic:
         # GET /v1/models serves these; None makes the route answer 404 (an endpoint
         # without a models route).
         self.models: list[dict[str, Any]] | None = list(DEFAULT_MODELS)
+        # Answer the agent's summarising calls (compaction) without using the queue.
+        self.auto_summaries = True
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply | Responder] = deque()
         self._lock = threading.Lock()
@@ -767,8 +799,12 @@ class FakeAnthropic:
             await self._send_error(send, 400, "invalid_request_error", str(exc))
             return
 
-        with self._lock:
-            scripted = self._queue.popleft() if self._queue else self.default
+        if self.auto_summaries and is_summary_request(body):
+            # The agent's own compaction: answered here, the scripted queue is left alone.
+            scripted: Reply | Responder = summary_reply(body)
+        else:
+            with self._lock:
+                scripted = self._queue.popleft() if self._queue else self.default
         script = scripted if isinstance(scripted, Reply) else with_thinking(scripted(body), body)
 
         # Delays and hangs end as soon as the client goes away (an interrupt), so a

@@ -23,6 +23,7 @@ from backend.api.routes.responses import errors, sse
 from backend.errors import ValidationError
 from backend.records import SESSION_STATUSES
 from backend.schemas import (
+    CompactionOut,
     FileEntryOut,
     FileList,
     LogList,
@@ -301,6 +302,31 @@ async def interrupt(
     actor = await _actor(request, session_id, principal)
     await actor.interrupt()
     return SessionStatus(id=actor.id, status=actor.record.status)
+
+
+@router.post(
+    "/{session_id}/compact", response_model=CompactionOut, responses=errors(400, 404, 409, 502)
+)
+async def compact(
+    request: Request, session_id: str, principal: Principal = Depends(_default)
+) -> CompactionOut:
+    """Compact the model's context now: older messages are summarised by the model and
+    the summary replaces them in what the model gets from the next turn on; clients
+    still see the whole transcript. Emits ``context.compacted`` ``{method, automatic,
+    tokensBefore, tokensAfter, tokensSaved}`` (the same event as automatic compaction,
+    which happens when a call's input passes ``COMPACTION_THRESHOLD`` of the model's
+    window). ``compacted: false`` when there is too little to compact. 409 while a turn runs."""
+    actor = await _actor(request, session_id, principal)
+    data = await actor.compact()
+    if data is None:
+        return CompactionOut(compacted=False)
+    return CompactionOut(
+        compacted=True,
+        method=data["method"],
+        tokens_before=data["tokensBefore"],
+        tokens_after=data["tokensAfter"],
+        tokens_saved=data["tokensSaved"],
+    )
 
 
 @router.post("/{session_id}/pause", response_model=SessionOut, responses=errors(400, 404, 409, 502))
