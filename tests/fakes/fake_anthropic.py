@@ -696,6 +696,11 @@ class FakeAnthropic:
             return len(self._queue)
 
     @property
+    def message_requests(self) -> list[RecordedRequest]:
+        """The ``POST /v1/messages`` requests only (not ``GET /v1/models``)."""
+        return [r for r in self.requests if r.path == "/v1/messages"]
+
+    @property
     def bodies(self) -> list[dict[str, Any]]:
         """The JSON bodies of every ``/v1/messages`` request received, in order."""
         return [r.body for r in self.requests if r.path == "/v1/messages"]

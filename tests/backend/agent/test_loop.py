@@ -189,8 +189,8 @@ async def test_529_then_success_is_retried_transparently(agent, fake, sandbox, o
     fake.enqueue(reply().http_error(529), reply().text("fine"))
     result = await run(agent, sandbox, observer)
     assert result.text == "fine"
-    assert [r.status for r in fake.requests] == [529, 200]
-    assert fake.requests[1].headers.get("x-stainless-retry-count") == "1"
+    assert [r.status for r in fake.message_requests] == [529, 200]
+    assert fake.message_requests[1].headers.get("x-stainless-retry-count") == "1"
 
 
 async def test_429_without_retry_is_a_rate_limit_error(agent, fake, sandbox, observer):
@@ -202,7 +202,7 @@ async def test_429_without_retry_is_a_rate_limit_error(agent, fake, sandbox, obs
     assert "rate limit" in error.message
     assert error.details["status"] == 429
     assert error.partial is not None and error.partial.model_messages == []
-    assert len(fake.requests) == 1
+    assert len(fake.message_requests) == 1
 
 
 async def test_retries_exhausted_on_overload(agent, fake, sandbox, observer):
@@ -210,7 +210,7 @@ async def test_retries_exhausted_on_overload(agent, fake, sandbox, observer):
     with pytest.raises(ModelError) as info:
         await run(agent, sandbox, observer)
     assert info.value.code == "MODEL_OVERLOADED"
-    assert len(fake.requests) == 3  # the first try and max_retries=2
+    assert len(fake.message_requests) == 3  # the first try and max_retries=2
 
 
 async def test_mid_stream_error_keeps_the_partial_text(agent, fake, sandbox, observer):
@@ -230,7 +230,7 @@ async def test_mid_stream_error_keeps_the_partial_text(agent, fake, sandbox, obs
         {"role": "assistant", "content": [{"type": "text", "text": "one two three "}]}
     ]
     assert observer.events[-1] == ("done", "one two three ")
-    assert len(fake.requests) == 1  # a mid-stream error is not retried
+    assert len(fake.message_requests) == 1  # a mid-stream error is not retried
 
 
 async def test_mid_stream_error_during_a_tool_use_drops_the_call(agent, fake, sandbox, observer):
