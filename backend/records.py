@@ -185,6 +185,29 @@ MESSAGE_MUTABLE_FIELDS = frozenset(
 )
 
 
+PERMISSION_DECISIONS = ("allow", "deny", "always")
+
+
+@dataclass
+class PermissionRequest:
+    """A tool call waiting for the user's approval (permission mode ``ask``).
+
+    ``decision`` is None while pending, then ``allow``, ``deny`` or ``always``
+    (allow this tool for the rest of the session). Stored, so it outlives a
+    client's disconnect and a server restart, and any replica can answer it.
+    """
+
+    id: str
+    session_id: str
+    message_id: str
+    tool_use_id: str
+    tool: str
+    input: dict[str, Any]
+    created_at: datetime
+    decision: str | None = None
+    decided_at: datetime | None = None
+
+
 @dataclass
 class EventRecord:
     """A completed (non-partial) event, as stored for replay."""

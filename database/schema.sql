@@ -111,6 +111,9 @@ ALTER TABLE sessions ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE permission_requests (
     id          uuid PRIMARY KEY,
     session_id  uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    -- the assistant message and the tool_use block that asked
+    message_id  uuid NOT NULL,
+    tool_use_id text NOT NULL,
     tool        text NOT NULL,
     input       jsonb NOT NULL DEFAULT '{}',
     -- NULL while pending; then allow | deny | always
@@ -122,6 +125,6 @@ CREATE INDEX permission_requests_session_idx ON permission_requests (session_id,
 
 INSERT INTO schema_migrations (version, checksum) VALUES
     ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2'),
-    ('003_agent_features', '3352955437c3658278bb408dfc65fada75bbe94bbd05d911020c19216af4748e');
+    ('003_agent_features', '0b6b621fefa135b8a7f6e8fe95ed4dd98f4ed29a5d5277a9efcd29d5e72fa3d8');
 
 COMMIT;

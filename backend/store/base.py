@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from backend.records import ApiKey, EventRecord, MessageRecord, SessionRecord, UsageRecord
+from backend.records import (
+    ApiKey,
+    EventRecord,
+    MessageRecord,
+    PermissionRequest,
+    SessionRecord,
+    UsageRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,23 @@ class Store(Protocol):
         ...
 
     # usage
+    async def add_permission_request(self, request: PermissionRequest) -> None: ...
+
+    async def get_permission_request(self, request_id: str) -> PermissionRequest | None: ...
+
+    async def list_permission_requests(
+        self, session_id: str, *, pending_only: bool = False
+    ) -> list[PermissionRequest]: ...
+
+    async def decide_permission_request(
+        self, request_id: str, decision: str, at: datetime
+    ) -> PermissionRequest | None:
+        """Set the decision of a pending request (the first answer wins); the request
+        as stored afterwards."""
+        ...
+
+    async def pending_permission_counts(self, user_id: str) -> dict[str, int]: ...
+
     async def add_usage(self, records: list[UsageRecord]) -> None: ...
 
     async def usage_summary(

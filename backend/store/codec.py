@@ -21,7 +21,15 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.records import ApiKey, EventRecord, MessageRecord, SessionRecord, ToolCall, UsageRecord
+from backend.records import (
+    ApiKey,
+    EventRecord,
+    MessageRecord,
+    PermissionRequest,
+    SessionRecord,
+    ToolCall,
+    UsageRecord,
+)
 from backend.store.base import UsageSummary
 
 # Column names equal the record field names, so each list follows its dataclass.
@@ -30,6 +38,7 @@ SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
 MESSAGE_COLUMNS = tuple(f.name for f in fields(MessageRecord))
 EVENT_COLUMNS = tuple(f.name for f in fields(EventRecord))
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
+PERMISSION_COLUMNS = tuple(f.name for f in fields(PermissionRequest))
 
 SESSION_TIME_FIELDS = frozenset({"created_at", "last_activity_at"})
 SESSION_JSON_FIELDS = frozenset({"error", "options"})

@@ -34,6 +34,7 @@ from backend.records import (
     ApiKey,
     EventRecord,
     MessageRecord,
+    PermissionRequest,
     SessionRecord,
     UsageRecord,
 )
@@ -43,6 +44,7 @@ from backend.store.codec import (
     API_KEY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
+    PERMISSION_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
     canonical_id,
@@ -174,6 +176,24 @@ def _event(row: asyncpg.Record) -> EventRecord:
 
 def _time(value: datetime | None) -> datetime | None:
     return None if value is None else utc_ms(value)
+
+
+def _permission_params(p: PermissionRequest) -> tuple[Any, ...]:
+    values = vars(p) | {
+        "id": require_id(p.id, "permission request id"),
+        "session_id": require_id(p.session_id, "session id"),
+        "message_id": require_id(p.message_id, "message id"),
+        "created_at": utc_ms(p.created_at),
+        "decided_at": _time(p.decided_at),
+    }
+    return _params(PERMISSION_COLUMNS, values)
+
+
+def _permission(row: asyncpg.Record) -> PermissionRequest:
+    v = dict(row)
+    for name in ("id", "session_id", "message_id"):
+        v[name] = str(v[name])
+    return PermissionRequest(**v)
 
 
 def _params(columns: tuple[str, ...], values: dict[str, Any]) -> tuple[Any, ...]:
@@ -595,6 +615,48 @@ class PostgresStore:
             return []
         rows = await self._fetch(sql.LIST_EVENTS, session_id, after_seq, limit)
         return [_event(row) for row in rows]
+
+    # permission requests
+
+    async def add_permission_request(self, request: PermissionRequest) -> None:
+        """Store a new (pending) request."""
+        await self._execute(sql.INSERT_PERMISSION, *_permission_params(request), idempotent=False)
+
+    async def get_permission_request(self, request_id: str) -> PermissionRequest | None:
+        request_id = canonical_id(request_id)
+        if request_id is None:
+            return None
+        row = await self._fetchrow(sql.SELECT_PERMISSION, request_id)
+        return _permission(row) if row is not None else None
+
+    async def list_permission_requests(
+        self, session_id: str, *, pending_only: bool = False
+    ) -> list[PermissionRequest]:
+        """A session's requests, oldest first (only the pending ones if asked)."""
+        session_id = canonical_id(session_id)
+        if session_id is None:
+            return []
+        found = [_permission(r) for r in await self._fetch(sql.LIST_PERMISSIONS, session_id)]
+        return [r for r in found if r.decision is None] if pending_only else found
+
+    async def decide_permission_request(
+        self, request_id: str, decision: str, at: datetime
+    ) -> PermissionRequest | None:
+        """Record ``decision`` if the request is still pending (the first answer wins);
+        return the request as stored afterwards (None if unknown)."""
+        request_id = canonical_id(request_id)
+        if request_id is None:
+            return None
+        # Idempotent: a retry cannot overwrite the decision that won.
+        await self._execute(
+            sql.DECIDE_PERMISSION, request_id, decision, utc_ms(at), idempotent=True
+        )
+        return await self.get_permission_request(request_id)
+
+    async def pending_permission_counts(self, user_id: str) -> dict[str, int]:
+        """Session id -> pending requests, for the user's sessions that have some."""
+        rows = await self._fetch(sql.PENDING_PERMISSION_COUNTS, user_id)
+        return {str(r[0]): int(r[1]) for r in rows}
 
     # usage
 

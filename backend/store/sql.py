@@ -16,6 +16,7 @@ from backend.store.codec import (
     API_KEY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
+    PERMISSION_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
 )
@@ -65,6 +66,23 @@ LIST_EVENTS = (
 )
 
 INSERT_USAGE = _insert("usage_records", USAGE_COLUMNS)
+
+_PERMISSION = ", ".join(PERMISSION_COLUMNS)
+INSERT_PERMISSION = _insert("permission_requests", PERMISSION_COLUMNS)
+SELECT_PERMISSION = f"SELECT {_PERMISSION} FROM permission_requests WHERE id = $1"
+LIST_PERMISSIONS = (
+    f"SELECT {_PERMISSION} FROM permission_requests WHERE session_id = $1 ORDER BY created_at, id"
+)
+PENDING_PERMISSION_COUNTS = (
+    "SELECT p.session_id, count(*) FROM permission_requests p "
+    "JOIN sessions s ON s.id = p.session_id "
+    "WHERE s.user_id = $1 AND p.decision IS NULL GROUP BY p.session_id"
+)
+# Only a pending request takes a decision: the first answer wins.
+DECIDE_PERMISSION = (
+    "UPDATE permission_requests SET decision = $2, decided_at = $3 "
+    "WHERE id = $1 AND decision IS NULL"
+)
 
 
 @cache

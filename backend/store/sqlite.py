@@ -40,6 +40,7 @@ from backend.records import (
     ApiKey,
     EventRecord,
     MessageRecord,
+    PermissionRequest,
     SessionRecord,
     UsageRecord,
     utcnow,
@@ -50,6 +51,7 @@ from backend.store.codec import (
     API_KEY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
+    PERMISSION_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
     canonical_id,
@@ -223,6 +225,26 @@ def _message(row: Iterable[Any]) -> MessageRecord:
 def _event(row: Iterable[Any]) -> EventRecord:
     session_id, seq, type_, data, created_at = row
     return EventRecord(session_id, seq, type_, load_json(data), parse_time(created_at))
+
+
+def _permission_params(p: PermissionRequest) -> tuple[Any, ...]:
+    values = vars(p) | {
+        "id": require_id(p.id, "permission request id"),
+        "session_id": require_id(p.session_id, "session id"),
+        "message_id": require_id(p.message_id, "message id"),
+        "input": dump_json(p.input),
+        "created_at": format_time(p.created_at),
+        "decided_at": _time(p.decided_at),
+    }
+    return _params(PERMISSION_COLUMNS, values)
+
+
+def _permission(row: Iterable[Any]) -> PermissionRequest:
+    v = dict(zip(PERMISSION_COLUMNS, row, strict=True))
+    v["input"] = load_json(v["input"]) or {}
+    v["created_at"] = parse_time(v["created_at"])
+    v["decided_at"] = _parse(v["decided_at"])
+    return PermissionRequest(**v)
 
 
 def _session_change(name: str, value: Any) -> Any:
@@ -623,6 +645,45 @@ class SqliteStore:
             return []
         rows = await self._read(sql.LIST_EVENTS, (session_id, after_seq, limit))
         return [_event(row) for row in rows]
+
+    # permission requests
+
+    async def add_permission_request(self, request: PermissionRequest) -> None:
+        """Store a new (pending) request."""
+        await self._write(sql.INSERT_PERMISSION, _permission_params(request))
+
+    async def get_permission_request(self, request_id: str) -> PermissionRequest | None:
+        request_id = canonical_id(request_id)
+        if request_id is None:
+            return None
+        rows = await self._read(sql.SELECT_PERMISSION, (request_id,))
+        return _permission(rows[0]) if rows else None
+
+    async def list_permission_requests(
+        self, session_id: str, *, pending_only: bool = False
+    ) -> list[PermissionRequest]:
+        """A session's requests, oldest first (only the pending ones if asked)."""
+        session_id = canonical_id(session_id)
+        if session_id is None:
+            return []
+        found = [_permission(r) for r in await self._read(sql.LIST_PERMISSIONS, (session_id,))]
+        return [r for r in found if r.decision is None] if pending_only else found
+
+    async def decide_permission_request(
+        self, request_id: str, decision: str, at: datetime
+    ) -> PermissionRequest | None:
+        """Record ``decision`` if the request is still pending (the first answer wins);
+        return the request as stored afterwards (None if unknown)."""
+        request_id = canonical_id(request_id)
+        if request_id is None:
+            return None
+        await self._write(sql.DECIDE_PERMISSION, (request_id, decision, format_time(at)))
+        return await self.get_permission_request(request_id)
+
+    async def pending_permission_counts(self, user_id: str) -> dict[str, int]:
+        """Session id -> pending requests, for the user's sessions that have some."""
+        rows = await self._read(sql.PENDING_PERMISSION_COUNTS, (user_id,))
+        return {str(session_id): int(count) for session_id, count in rows}
 
     # usage
 

@@ -9,6 +9,9 @@ ALTER TABLE sessions ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE permission_requests (
     id          uuid PRIMARY KEY,
     session_id  uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    -- the assistant message and the tool_use block that asked
+    message_id  uuid NOT NULL,
+    tool_use_id text NOT NULL,
     tool        text NOT NULL,
     input       jsonb NOT NULL DEFAULT '{}',
     -- NULL while pending; then allow | deny | always

@@ -9,6 +9,9 @@ ALTER TABLE sessions ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE permission_requests (
     id          TEXT PRIMARY KEY,
     session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    -- the assistant message and the tool_use block that asked
+    message_id  TEXT NOT NULL,
+    tool_use_id TEXT NOT NULL,
     tool        TEXT NOT NULL,
     input       TEXT NOT NULL DEFAULT '{}',
     -- NULL while pending; then allow | deny | always
