@@ -185,6 +185,24 @@ class SessionUsage(Wire):
     messages: int
 
 
+class PermissionOut(Wire):
+    """A tool call waiting for the user's approval (permission mode ``ask``)."""
+
+    request_id: str
+    message_id: str
+    tool_id: str
+    tool: str
+    input: dict[str, Any]
+    created_at: str
+    decision: Literal["allow", "deny", "always"] | None = None
+
+
+class PermissionAnswer(StrictBody):
+    decision: Literal["allow", "deny", "always"] = Field(
+        description="`always` allows this tool for the rest of the session"
+    )
+
+
 class SessionOut(Wire):
     id: str
     status: str
@@ -199,9 +217,19 @@ class SessionOut(Wire):
     last_event_id: int = 0
     thinking: bool = False
     permission_mode: str = "auto"
+    pending_permissions: list[PermissionOut] | None = Field(
+        default=None, description="Requests waiting for an answer (on GET of one session)"
+    )
+    pending_permission_count: int = 0
 
     @classmethod
-    def of(cls, s: SessionRecord) -> SessionOut:
+    def of(
+        cls,
+        s: SessionRecord,
+        *,
+        pending: list[dict[str, Any]] | None = None,
+        pending_count: int | None = None,
+    ) -> SessionOut:
         return cls(
             id=s.id,
             status=s.status,
@@ -223,6 +251,12 @@ class SessionOut(Wire):
             last_event_id=s.last_seq,
             thinking=bool(s.options.get("thinking", False)),
             permission_mode=str(s.options.get("permissionMode", "auto")),
+            pending_permissions=None
+            if pending is None
+            else [PermissionOut.model_validate(p) for p in pending],
+            pending_permission_count=pending_count
+            if pending_count is not None
+            else len(pending or ()),
         )
 
 

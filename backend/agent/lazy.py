@@ -46,6 +46,10 @@ class LazyAgentLoop:
         """``AgentLoop.run_turn``."""
         return await (await self._agent()).run_turn(**kwargs)
 
+    async def resume_turn(self, **kwargs: Any) -> TurnResult:
+        """``AgentLoop.resume_turn``."""
+        return await (await self._agent()).resume_turn(**kwargs)
+
     async def compact(self, **kwargs: Any) -> Any:
         """``AgentLoop.compact``."""
         return await (await self._agent()).compact(**kwargs)

@@ -38,7 +38,7 @@ from backend.records import ToolCall
 from backend.settings import Settings
 from sandbox.base import Sandbox
 
-__all__ = ["INTERRUPTED", "AgentLoop", "default_system_prompt"]
+__all__ = ["INTERRUPTED", "UNFINISHED", "AgentLoop", "default_system_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +367,11 @@ class AgentLoop:
     ) -> TurnResult:
         limit = self.settings.max_tool_rounds
         rounds = 0
+        if turn.round:
+            # A resumed turn: the last round's calls that have no result run first.
+            pending = [c for c in turn.round if c.result is None]
+            await self._run_tools(turn, pending, sandbox=sandbox, observer=observer)
+            rounds += 1
         while True:
             if not info.compaction:
                 await self._compact_if_needed(turn, system=system, info=info, observer=observer)
@@ -408,24 +413,99 @@ class AgentLoop:
                 await observer.on_step(result)
                 return result
 
-            for call in calls:
-                turn.announced.add(call.id)
-                await observer.on_tool_call(call)
-                refusal = await _permission(observer, call)
-                if refusal is not None:
-                    call.result, call.is_error = refusal, True
-                else:
-                    outcome = await self.toolbox.run(
-                        call.name,
-                        call.arguments,
-                        sandbox,
-                        on_output=_output_callback(observer, call),
-                    )
-                    call.result, call.is_error = outcome.content, outcome.is_error
-                await observer.on_tool_result(call)
-            turn.close_round()
+            await self._run_tools(turn, calls, sandbox=sandbox, observer=observer)
             rounds += 1
-            await observer.on_step(turn.snapshot("tool_use"))
+
+    async def _run_tools(
+        self, turn: _Turn, calls: list[ToolCall], *, sandbox: Sandbox, observer: TurnObserver
+    ) -> None:
+        """Run ``calls`` (of ``turn.round``) one by one, then answer the round."""
+        for call in calls:
+            turn.announced.add(call.id)
+            await observer.on_tool_call(call)
+            refusal = await _permission(observer, call)
+            if refusal is not None:
+                call.result, call.is_error = refusal, True
+            else:
+                outcome = await self.toolbox.run(
+                    call.name, call.arguments, sandbox, on_output=_output_callback(observer, call)
+                )
+                call.result, call.is_error = outcome.content, outcome.is_error
+            await observer.on_tool_result(call)
+            if len(turn.round) > 1:
+                # Each result stored as it comes: a restart re-runs only what had none.
+                await observer.on_step(turn.snapshot("tool_use"))
+        turn.close_round()
+        await observer.on_step(turn.snapshot("tool_use"))
+
+    async def resume_turn(
+        self,
+        *,
+        history: list[dict[str, Any]],
+        partial: TurnResult,
+        system_prompt: str | None,
+        model: str,
+        sandbox: Sandbox,
+        observer: TurnObserver,
+        thinking: bool = False,
+    ) -> TurnResult:
+        """Continue a turn cut while its last round of tool calls ran (a server
+        restart while a call waited for permission): ``history`` ends with the
+        turn's user message, ``partial`` is the turn as stored. Calls whose result
+        says they never finished run now (asking permission again, which finds
+        the stored answer), then the turn goes on as ``run_turn`` would."""
+        turn = _Turn(normalize_conversation(apply_compaction(history)))
+        messages = list(partial.model_messages)
+        # Cut by a crash (UNFINISHED) or by the shutdown's cancellation (INTERRUPTED).
+        unfinished = {c.id for c in partial.tool_calls if c.result in (UNFINISHED, INTERRUPTED)}
+        if messages and messages[-1]["role"] == "user":
+            messages.pop()  # the stored answers of the cut round; re-made below
+        last = messages[-1] if messages else None
+        round_ids = [
+            b["id"]
+            for b in (last or {}).get("content", [])
+            if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
+        if last is None or last["role"] != "assistant" or not round_ids:
+            raise ValueError("the stored turn does not end with a round of tool calls")
+        turn.messages = messages
+        turn.texts = [partial.text] if partial.text else []
+        turn.tool_calls = [dataclasses.replace(c) for c in partial.tool_calls]
+        by_id = {c.id: c for c in turn.tool_calls}
+        for call_id in round_ids:
+            call = by_id.get(call_id)
+            if call is None:
+                block = next(b for b in last["content"] if b.get("id") == call_id)
+                call = ToolCall(id=call_id, name=block["name"], arguments=block.get("input") or {})
+                turn.tool_calls.append(call)
+                by_id[call_id] = call
+            if call.id in unfinished or call.result is None:
+                call.result, call.is_error = None, False
+            else:
+                turn.announced.add(call.id)
+        turn.round = [by_id[i] for i in round_ids]
+        model = model or self.settings.anthropic_model
+        info = await self.models.info(model)
+        extra = self._thinking_params(info) if thinking else {}
+        try:
+            return await self._run(
+                turn,
+                system=system_prompt or default_system_prompt(),
+                model=model,
+                sandbox=sandbox,
+                observer=observer,
+                extra=extra,
+                info=info,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await turn.abandon_stream(observer)
+            await turn.answer_round(INTERRUPTED, observer)
+            result = turn.snapshot("interrupted")
+            await observer.on_step(result)
+            return result
 
     # ---- compaction (see backend/agent/compaction.py)
 

@@ -44,6 +44,7 @@ from backend.records import (
     utcnow,
 )
 from backend.sessions.eventlog import EventLog
+from backend.sessions.permissions import PermissionGate, request_json
 from backend.sessions.tool_output import ToolOutputStream
 from backend.settings import Settings
 from backend.store.base import Store
@@ -85,6 +86,14 @@ class SessionActor:
         self._setup: asyncio.Task[None] | None = None
         self._logs: collections.deque[str] = collections.deque(maxlen=500)
         self.last_used = time.monotonic()
+        self.permissions = PermissionGate(
+            record.id,
+            store=deps.store,
+            emit=self._emit,
+            options=lambda: self.record.options,
+            allow_always=self._allow_tool,
+            poll_seconds=deps.settings.permission_poll_seconds,
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -414,11 +423,15 @@ class SessionActor:
         turn = self._turn
         if turn is None or turn.done():
             return False
+        self.permissions.interrupting = True  # a request the turn waits on is denied
         turn.cancel()
         # The agent loop turns the cancellation into stop_reason "interrupted" and the
         # turn task ends normally after message.complete and session.idle.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(turn)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(turn)
+        finally:
+            self.permissions.interrupting = False
         return True
 
     # ------------------------------------------------------------------ lifecycle
@@ -521,6 +534,108 @@ class SessionActor:
             await self._emit(ev.CONTEXT_COMPACTED, data)
             self._log(f"context compacted on demand: {before} -> {after} tokens")
             return data
+
+    # ------------------------------------------------------------------ permissions
+
+    async def _allow_tool(self, tool: str) -> None:
+        """``always``: this tool runs without asking for the rest of the session."""
+        options = dict(self.record.options)
+        allowed = list(options.get("allowedTools", []))
+        if tool not in allowed:
+            options["allowedTools"] = [*allowed, tool]
+            await self._save(options=options)
+
+    async def pending_permissions(self) -> list[dict[str, Any]]:
+        """The requests waiting for an answer, as the API shows them."""
+        pending = await self._store.list_permission_requests(self.id, pending_only=True)
+        return [request_json(r) for r in pending]
+
+    async def answer_permission(self, request_id: str, decision: str) -> dict[str, Any]:
+        """Answer a request (``allow``, ``deny`` or ``always``). The turn waiting for it
+        goes on; a turn cut by a server restart while it waited is resumed."""
+        request = await self.permissions.decide(request_id, decision)
+        if not self.permissions.waiting_for(request_id) and self._turn is None:
+            await self._resume_cut_turn(request.message_id, request.tool_use_id)
+        return {**request_json(request), "decision": request.decision}
+
+    async def _resume_cut_turn(self, message_id: str, tool_use_id: str) -> None:
+        """Resume the turn whose last round was cut while ``tool_use_id`` waited."""
+        async with self._mailbox:
+            if self.busy or self.record.status in (TERMINATED, ERROR):
+                return
+            messages = await self._store.list_messages(self.id)
+            if not messages or messages[-1].id != message_id:
+                return  # a later turn ran meanwhile: that request's turn is over
+            assistant = messages[-1]
+            if not any(c.id == tool_use_id and c.is_error for c in assistant.tool_calls):
+                return
+            was_paused = self.record.status == PAUSED
+            await self._emit(ev.SESSION_RUNNING)
+            await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+            try:
+                await self._ensure_sandbox()
+            except ApiError as exc:
+                await self._emit(ev.ERROR, exc.body()["error"])
+                if self.record.status == RUNNING:
+                    await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
+                return
+            history = [m for message in messages[:-1] for m in message.model_messages]
+            self._turn = asyncio.create_task(
+                self._run_resumed(assistant, history), name=f"turn-{self.id}"
+            )
+            self._log(f"turn {assistant.id} resumed after its permission answer")
+
+    async def _run_resumed(self, assistant: MessageRecord, history: list[dict[str, Any]]) -> None:
+        partial = TurnResult(
+            stop_reason="tool_use",
+            text=assistant.content,
+            tool_calls=assistant.tool_calls,
+            model_messages=assistant.model_messages,
+        )
+        observer = _TurnObserver(self, assistant)
+        try:
+            try:
+                result = await self._deps.agent.resume_turn(
+                    history=history,
+                    partial=partial,
+                    system_prompt=self.record.system_prompt,
+                    model=self.record.model,
+                    sandbox=self._sandbox,
+                    observer=observer,
+                    thinking=bool(self.record.options.get("thinking")),
+                )
+            except ModelError as exc:
+                await observer.drain()
+                if exc.partial is not None:
+                    await observer.on_step(exc.partial)
+                await self._finish_turn(assistant, exc.partial, stop_reason="error")
+                await self._emit(
+                    ev.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
+                )
+            else:
+                task = asyncio.current_task()
+                if result.stop_reason == "interrupted" and task is not None and task.cancelling():
+                    task.uncancel()
+                await observer.drain()
+                await self._finish_turn(assistant, result, stop_reason=result.stop_reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("resumed turn failed in session %s", self.id)
+            with contextlib.suppress(Exception):
+                await self._emit(
+                    ev.ERROR,
+                    {
+                        "code": "INTERNAL_ERROR",
+                        "message": "The turn failed unexpectedly",
+                        "details": {},
+                    },
+                )
+        finally:
+            if self.record.status == RUNNING:
+                with contextlib.suppress(Exception):
+                    await self._set_status(IDLE, ev.SESSION_IDLE)
+            self._turn = None
 
     def agent_settings(self) -> dict[str, Any]:
         """The session's model and agent options, as ``session.updated`` carries them."""
@@ -693,6 +808,10 @@ class _TurnObserver:
                 "arguments": call.arguments,
             },
         )
+
+    async def check_permission(self, call: ToolCall) -> str | None:
+        await self.drain()
+        return await self._actor.permissions.check(call, self._assistant.id)
 
     async def on_compacted(self, info: dict[str, Any]) -> None:
         await self.drain()

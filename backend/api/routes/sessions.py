@@ -30,6 +30,8 @@ from backend.schemas import (
     MessageList,
     MessageOut,
     MessageSend,
+    PermissionAnswer,
+    PermissionOut,
     SessionCreate,
     SessionList,
     SessionOut,
@@ -145,7 +147,11 @@ async def list_sessions(
     fresh = [(svc.registry.loaded_actor(r.id) or None) for r in page]
     page = [a.view() if a is not None else r for a, r in zip(fresh, page, strict=True)]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
-    return SessionList(sessions=[SessionOut.of(r) for r in page], next_cursor=next_cursor)
+    waiting = await svc.store.pending_permission_counts(principal.user_id)
+    return SessionList(
+        sessions=[SessionOut.of(r, pending_count=waiting.get(r.id, 0)) for r in page],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{session_id}", response_model=SessionOut, responses=errors(400, 404))
@@ -160,7 +166,7 @@ async def get_session(
     """One session. ``X-Background-Refresh: 1`` counts the request in the ``background``
     rate-limit class, as for the list."""
     actor = await _actor(request, session_id, principal)
-    return SessionOut.of(actor.view())
+    return SessionOut.of(actor.view(), pending=await actor.pending_permissions())
 
 
 @router.patch("/{session_id}", response_model=SessionOut, responses=errors(400, 404, 413))
@@ -302,6 +308,30 @@ async def interrupt(
     actor = await _actor(request, session_id, principal)
     await actor.interrupt()
     return SessionStatus(id=actor.id, status=actor.record.status)
+
+
+@router.post(
+    "/{session_id}/permissions/{request_id}",
+    response_model=PermissionOut,
+    responses=errors(400, 404, 409),
+)
+async def answer_permission(
+    request: Request,
+    session_id: str,
+    request_id: str,
+    body: PermissionAnswer,
+    principal: Principal = Depends(_default),
+) -> PermissionOut:
+    """Answer a ``permission.requested`` event (permission mode ``ask``): ``allow`` runs
+    the call, ``deny`` gives the model a tool error, ``always`` allows the tool for the
+    rest of the session. Any client may answer, also after a disconnect or a server
+    restart (a turn cut by a restart is resumed); emits ``permission.answered``.
+    Answering again with the same decision is a no-op; a different one is
+    409 ``PERMISSION_ALREADY_ANSWERED``; an unknown request 404
+    ``PERMISSION_REQUEST_NOT_FOUND``. An interrupt denies a pending request."""
+    actor = await _actor(request, session_id, principal)
+    request_id = parse_uuid(request_id, "requestId")
+    return PermissionOut.model_validate(await actor.answer_permission(request_id, body.decision))
 
 
 @router.post(
