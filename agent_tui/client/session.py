@@ -21,7 +21,16 @@ from agent_tui.client.streams import (
     iter_frames,
 )
 from backend.events import ERROR, Event
-from backend.schemas import FileEntryOut, FileList, LogList, MessageList, MessageOut, SessionOut
+from backend.schemas import (
+    CompactionOut,
+    FileEntryOut,
+    FileList,
+    LogList,
+    MessageList,
+    MessageOut,
+    PermissionOut,
+    SessionOut,
+)
 
 if TYPE_CHECKING:
     from agent_tui.client.client import AgentClient
@@ -132,6 +141,18 @@ class SessionHandle:
     async def set_model(self, model: str) -> SessionOut:
         """Use ``model`` from the next turn on (one of ``AgentClient.list_models``)."""
         return await self.update(model=model)
+
+    async def compact(self) -> CompactionOut:
+        """Compact the model's context now (``compacted`` False when too short)."""
+        data = await self._client.request_json("POST", self._path + "/compact")
+        return parse(CompactionOut, data)
+
+    async def answer_permission(self, request_id: str, decision: str) -> PermissionOut:
+        """Answer a ``permission.requested`` event: ``allow``, ``deny`` or ``always``."""
+        data = await self._client.request_json(
+            "POST", f"{self._path}/permissions/{request_id}", json={"decision": decision}
+        )
+        return parse(PermissionOut, data)
 
     async def delete(self) -> None:
         """Terminate the session's sandbox; its history stays readable. Idempotent."""

@@ -20,11 +20,13 @@ from typing import Any
 from agent_tui.client import AgentApiError, ConnectionState, RateLimitInfo
 from backend.events import Event
 from backend.schemas import (
+    CompactionOut,
     KeyCreated,
     KeyOut,
     MessageOut,
     ModelList,
     ModelOut,
+    PermissionOut,
     SandboxInfo,
     SessionOut,
     SessionUsage,
@@ -72,6 +74,9 @@ class FakeSession:
     model: str = "fake-model"
     thinking: bool = False
     permission_mode: str = "auto"
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # requestId -> request
+    answers: dict[str, str] = field(default_factory=dict)  # requestId -> decision
+    compactions: int = 0
 
     def out(self) -> SessionOut:
         return SessionOut(
@@ -82,6 +87,8 @@ class FakeSession:
             model=self.model,
             thinking=self.thinking,
             permission_mode=self.permission_mode,
+            pending_permissions=[PermissionOut.model_validate(p) for p in self.pending.values()],
+            pending_permission_count=len(self.pending),
             created_at=self.created_at,
             last_activity_at=self.last_activity_at,
             sandbox=SandboxInfo(provider="fake", state=self.sandbox_state, id="sbx-" + self.id[:8]),
@@ -112,6 +119,8 @@ class FakeAgentClient:
         )
         self.sent: list[tuple[str, str]] = []
         self.updates: list[tuple[Any, ...]] = []  # (session id, title, model, thinking, mode)
+        self.answered: list[tuple[str, str, str]] = []  # (session id, request id, decision)
+        self.files: dict[str, str] = {}  # workspace path -> text, for every session
         self.closed = False
         self.api_key = "aa_live_" + "F" * 28 + "self"
         own = self._make_key("this app", scopes or ["sessions", "admin"], key=self.api_key)
@@ -404,6 +413,33 @@ class FakeAgentClient:
                             "isError": is_error,
                         },
                     )
+                elif kind == "ask":
+                    # A permission request: waits until answer_permission is called.
+                    tool_id, tool, tool_input = arg
+                    request_id = str(uuid.uuid4())
+                    request = {
+                        "requestId": request_id,
+                        "messageId": assistant_id,
+                        "toolId": tool_id,
+                        "tool": tool,
+                        "input": tool_input,
+                        "createdAt": now_iso(),
+                    }
+                    session.pending[request_id] = request
+                    await self.emit(session, "permission.requested", request)
+                    async with session.changed:
+                        await session.changed.wait_for(
+                            lambda rid=request_id: rid in session.answers
+                        )
+                    await self.emit(
+                        session,
+                        "permission.answered",
+                        {
+                            "requestId": request_id,
+                            "toolId": tool_id,
+                            "decision": session.answers[request_id],
+                        },
+                    )
                 elif kind == "wait":
                     await arg.wait()  # an asyncio.Event the test sets
                 elif kind == "sleep":
@@ -517,6 +553,59 @@ class FakeSessionHandle:
 
     async def set_model(self, model: str) -> SessionOut:
         return await self.update(model=model)
+
+    async def answer_permission(self, request_id: str, decision: str) -> PermissionOut:
+        session = self._state
+        request = session.pending.pop(request_id, None)
+        if request is None:
+            raise AgentApiError("PERMISSION_REQUEST_NOT_FOUND", "Not found", status=404)
+        session.answers[request_id] = decision
+        self._client.answered.append((self.id, request_id, decision))
+        await self._client._wake(session)
+        return PermissionOut.model_validate({**request, "decision": decision})
+
+    async def compact(self) -> CompactionOut:
+        session = self._state
+        session.compactions += 1
+        data = {
+            "method": "summary",
+            "automatic": False,
+            "tokensBefore": 5000,
+            "tokensAfter": 1000,
+            "tokensSaved": 4000,
+        }
+        await self._client.emit(session, "context.compacted", data)
+        return CompactionOut(
+            compacted=True,
+            method="summary",
+            tokens_before=5000,
+            tokens_after=1000,
+            tokens_saved=4000,
+        )
+
+    async def list_files(self, path: str = "/") -> list[Any]:
+        from backend.schemas import FileEntryOut
+
+        files = self._client.files
+        prefix = path.strip("/")
+        names = sorted(
+            {
+                (rest.split("/")[0], "/" in rest)
+                for name in files
+                if (rest := name[len(prefix) + 1 :] if prefix else name)
+                and (not prefix or name.startswith(prefix + "/"))
+            }
+        )
+        return [
+            FileEntryOut(name=n, path=f"{prefix}/{n}".strip("/"), is_directory=d, size=0)
+            for n, d in names
+        ]
+
+    async def read_text(self, path: str) -> str:
+        try:
+            return self._client.files[path]
+        except KeyError:
+            raise AgentApiError("FILE_NOT_FOUND", "File not found", status=404) from None
 
     async def delete(self) -> None:
         session = self._state

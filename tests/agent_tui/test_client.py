@@ -251,6 +251,7 @@ async def test_list_models_and_set_model(client: AgentClient) -> None:
     assert info.model == "claude-haiku-4-5" and session.info is info
     info = await session.update(permission_mode="ask", thinking=True)
     assert (info.model, info.permission_mode, info.thinking) == ("claude-haiku-4-5", "ask", True)
+    assert (await session.compact()).compacted is False  # nothing to compact yet
     await session.delete()
 
 

@@ -12,12 +12,14 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from agent_tui.app.api_errors import describe
+from agent_tui.app import slash
+from agent_tui.app.api_errors import describe, error_code
 from agent_tui.app.screens.confirm import ConfirmScreen
 from agent_tui.app.screens.model_picker import ModelPickerScreen
 from agent_tui.app.screens.text_input import TextInputScreen
 from agent_tui.app.widgets.chat_pane import ChatPane
 from agent_tui.app.widgets.connection_banner import ConnectionBanner
+from agent_tui.app.widgets.permission_prompt import PermissionPrompt, PermissionTray
 from agent_tui.app.widgets.sessions_pane import SessionsPane, session_title
 from agent_tui.app.widgets.status_line import StatusLine
 
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from agent_tui.client import AgentClient, SessionHandle
 
 SESSION_LIST_REFRESH_SECONDS = 15.0
+# How often other sessions are checked for tool calls waiting on the user.
+PERMISSION_POLL_SECONDS = 3.0
 RECONNECT_MESSAGE = "⚠ Lost the connection to the backend: reconnecting… Nothing is lost; events resume when it is back."
 
 
@@ -87,6 +91,7 @@ class MainScreen(Screen[None]):
         return self.query_one(ConnectionBanner)
 
     def on_mount(self) -> None:
+        self.set_interval(PERMISSION_POLL_SECONDS, self._poll_permissions)
         self.set_interval(1.0, self._show_rate_limit)
         self.set_interval(SESSION_LIST_REFRESH_SECONDS, self._refresh_in_background)
         self._fit_to_width(self.app.size.width)
@@ -406,6 +411,193 @@ class MainScreen(Screen[None]):
         """Open the API keys screen."""
         self.agent_app.action_keys()
 
+    # ---- permission requests (every session's, in the tray above the prompt)
+
+    @property
+    def tray(self) -> PermissionTray:
+        return self.query_one(PermissionTray)
+
+    def _label(self, session_id: str) -> str:
+        session = self.sessions.sessions.get(session_id)
+        label = session_title(session) if session else session_id[:8]
+        return "this session" if session_id == self.chat.session_id else label
+
+    @on(ChatPane.PermissionEvent)
+    async def _permission_event(self, event: ChatPane.PermissionEvent) -> None:
+        if event.kind == "permission.requested":
+            if await self.tray.show(event.session_id, self._label(event.session_id), event.data):
+                self._focus_tray()
+        else:
+            await self.tray.drop(str(event.data.get("requestId")))
+            self._refocus_prompt()
+
+    def _focus_tray(self) -> None:
+        first = self.tray.first()
+        if first is not None and not self.chat.prompt.text.strip():
+            first.focus()
+
+    def _refocus_prompt(self) -> None:
+        if self.focused is None or not self.focused.is_attached:
+            self.chat.prompt.focus()
+
+    @on(PermissionPrompt.Answered)
+    def _permission_answered(self, event: PermissionPrompt.Answered) -> None:
+        self._answer_permission(event.session_id, event.request_id, event.decision)
+
+    @work(group="permissions", exit_on_error=False)
+    async def _answer_permission(self, session_id: str, request_id: str, decision: str) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            await client.session(session_id).answer_permission(request_id, decision)
+        except Exception as exc:
+            if error_code(exc) not in (
+                "PERMISSION_ALREADY_ANSWERED",
+                "PERMISSION_REQUEST_NOT_FOUND",
+            ):
+                self.notify(describe(exc), title="Not answered", severity="error")
+                return
+        await self.tray.drop(request_id)
+        nxt = self.tray.first()
+        if nxt is not None:
+            nxt.focus()
+        else:
+            self.chat.prompt.focus()
+
+    @work(group="permission-poll", exclusive=True, exit_on_error=False)
+    async def _poll_permissions(self) -> None:
+        """Find other sessions' requests (the open one's arrive as events)."""
+        client = self.client
+        if client is None:
+            return
+        try:
+            sessions, _ = await client.list_sessions(limit=100)
+        except Exception:
+            return
+        for session in sessions:
+            known = self.sessions.sessions.get(session.id)
+            if known is not None and (
+                known.pending_permission_count != session.pending_permission_count
+            ):
+                self.sessions.update_session(
+                    known.model_copy(
+                        update={"pending_permission_count": session.pending_permission_count}
+                    )
+                )
+            shown = {
+                p.request_id
+                for p in self.tray.query(PermissionPrompt)
+                if p.session_id == session.id
+            }
+            if not session.pending_permission_count and not shown:
+                continue
+            try:
+                full = await client.get_session(session.id)
+            except Exception:
+                continue
+            pending = full.pending_permissions or []
+            await self.tray.keep_only(session.id, {p.request_id for p in pending})
+            added = False
+            for request in pending:
+                added |= await self.tray.show(
+                    session.id, self._label(session.id), request.model_dump(by_alias=True)
+                )
+            if added:
+                self._focus_tray()
+                if session.id != self.chat.session_id:
+                    self.notify(
+                        f"“{self._label(session.id)}” waits for your approval (y/n/a above the prompt).",
+                        title="Permission",
+                        severity="warning",
+                    )
+
+    # ---- slash commands
+
+    @on(ChatPane.SlashCommandTyped)
+    def _slash(self, event: ChatPane.SlashCommandTyped) -> None:
+        name, argument = event.command.name, event.command.argument
+        if name == "new":
+            self.action_new_session()
+        elif name == "model":
+            self._choose_model(argument or None)
+        elif name == "rename":
+            if argument:
+                self._rename_to(argument)
+            else:
+                self.action_rename_session()
+        elif name == "help":
+            if self.chat.session_id is None:
+                self.notify(slash.help_text(), title="Commands", timeout=20)
+            else:
+                self.run_worker(self.chat.chat.add_notice(slash.help_text(), "info"), group="help")
+        elif name == "compact":
+            self._compact()
+        elif name == "permissions":
+            if argument not in slash.PERMISSION_MODES:
+                self.notify(
+                    f"Permission mode: {self.status.permission_mode}. "
+                    "Use /permissions auto|ask|read-only.",
+                    timeout=6,
+                )
+                return
+            self._update_session("permission mode", permission_mode=argument)
+        elif name == "thinking":
+            if argument not in ("on", "off"):
+                self.notify("Use /thinking on or /thinking off.", severity="warning")
+                return
+            self._update_session("thinking", thinking=argument == "on")
+
+    @work(group="dialog", exit_on_error=False)
+    async def _rename_to(self, title: str) -> None:
+        session_id, client = self.chat.session_id, self.client
+        if session_id is None or client is None:
+            self.notify("No session to rename.", severity="warning")
+            return
+        try:
+            updated = await client.session(session_id).rename(title[:200])
+        except Exception as exc:
+            self.notify(describe(exc), title="Rename failed", severity="error")
+            return
+        self.sessions.update_session(updated)
+        self.sub_title = session_title(updated)
+
+    @work(group="update", exit_on_error=False)
+    async def _update_session(self, what: str, **changes: object) -> None:
+        session_id, client = self.chat.session_id, self.client
+        if session_id is None or client is None:
+            self.notify("Open or create a session first.", severity="warning")
+            return
+        try:
+            updated = await client.session(session_id).update(**changes)  # type: ignore[arg-type]
+        except Exception as exc:
+            self.notify(describe(exc), title=f"{what.capitalize()} not changed", severity="error")
+            return
+        self.status.permission_mode = updated.permission_mode
+        self.notify(
+            f"Permission mode: {updated.permission_mode}."
+            if "permission_mode" in changes
+            else f"Thinking {'on' if updated.thinking else 'off'} (from the next message).",
+            timeout=4,
+        )
+
+    @work(group="compact", exclusive=True, exit_on_error=False)
+    async def _compact(self) -> None:
+        session_id, client = self.chat.session_id, self.client
+        if session_id is None or client is None:
+            self.notify("Open or create a session first.", severity="warning")
+            return
+        self.status.progress = "compacting…"
+        try:
+            result = await client.session(session_id).compact()
+        except Exception as exc:
+            self.notify(describe(exc), title="Not compacted", severity="error")
+            return
+        finally:
+            self.status.progress = ""
+        if not result.compacted:
+            self.notify("Too little conversation to compact yet.", timeout=4)
+
     def action_choose_model(self) -> None:
         """Pick the current session's model from the models the backend offers."""
         self._choose_model(None)
@@ -473,6 +665,26 @@ class MainScreen(Screen[None]):
         )
         yield SystemCommand("Interrupt turn", "Stop the running turn (Esc)", self.action_interrupt)
         yield SystemCommand("API keys", "List, create and revoke API keys (F3)", self.action_keys)
+        yield SystemCommand(
+            "Compact context",
+            "Summarise the conversation for the model now (/compact)",
+            self._compact,
+        )
+        yield SystemCommand(
+            "Permission mode: ask",
+            "Approve shell, write and edit calls (/permissions ask)",
+            lambda: self._update_session("permission mode", permission_mode="ask"),
+        )
+        yield SystemCommand(
+            "Permission mode: auto",
+            "Run every tool call (/permissions auto)",
+            lambda: self._update_session("permission mode", permission_mode="auto"),
+        )
+        yield SystemCommand(
+            "Permission mode: read-only",
+            "Refuse shell, write and edit (/permissions read-only)",
+            lambda: self._update_session("permission mode", permission_mode="read-only"),
+        )
         yield SystemCommand(
             "Choose model",
             "The model of the current session (F9, or /model)",

@@ -13,10 +13,13 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import Static
 
+from agent_tui.app import slash
 from agent_tui.app.api_errors import describe, error_code
 from agent_tui.app.session_status import STATUS_EVENTS, apply_status_event
 from agent_tui.app.widgets.agent_blocks import AgentBlocks
 from agent_tui.app.widgets.chat_view import ChatView
+from agent_tui.app.widgets.completion_hint import CompletionHint
+from agent_tui.app.widgets.permission_prompt import PermissionTray
 from agent_tui.app.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
@@ -99,6 +102,22 @@ class ChatPane(Vertical):
             self.data = data
             super().__init__()
 
+    class SlashCommandTyped(Message):
+        """The user typed a slash command (``/model``, ``/compact``...)."""
+
+        def __init__(self, command: slash.SlashCommand) -> None:
+            self.command = command
+            super().__init__()
+
+    class PermissionEvent(Message):
+        """``permission.requested`` / ``permission.answered`` of the followed session."""
+
+        def __init__(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
+            self.session_id = session_id
+            self.kind = kind
+            self.data = data
+            super().__init__()
+
     class NeedsSession(Message):
         """The user sent a message with no session open: create one for it."""
 
@@ -120,14 +139,71 @@ class ChatPane(Vertical):
         yield ChatView(id="chat-view")
         yield Static(WELCOME, id="chat-welcome")
         yield Static("● the agent is working: Esc interrupts", id="turn-indicator", markup=False)
+        yield PermissionTray(id="permission-tray")
         yield PromptArea(
             id="prompt", placeholder="Message the agent (Enter: send, Ctrl+J: new line)"
         )
+        yield CompletionHint(id="completion-hint")
 
     def on_mount(self) -> None:
         self._show_welcome(True)
         self.blocks = AgentBlocks(self.chat)
         self.set_interval(1.0, self.blocks.tick)
+        self.prompt.complete = self._accept_completion
+        self._file_cache: dict[tuple[str, str], list[str]] = {}
+
+    # ---- completion of /commands and @paths
+
+    @property
+    def hint(self) -> CompletionHint:
+        return self.query_one(CompletionHint)
+
+    @on(PromptArea.Changed, "#prompt")
+    def _prompt_changed(self) -> None:
+        text = self.prompt.text
+        commands = slash.command_completions(text)
+        if commands:
+            self.hint.show(commands)
+            return
+        mention = slash.mention_at_end(text)
+        if mention is not None and self.handle is not None:
+            self._complete_path(self.handle, mention)
+            return
+        self.hint.show([])
+
+    @work(exclusive=True, group="complete", exit_on_error=False)
+    async def _complete_path(self, handle: SessionHandle, typed: str) -> None:
+        directory, prefix = slash.split_mention(typed)
+        key = (handle.id, directory)
+        names = self._file_cache.get(key)
+        if names is None:
+            try:
+                entries = await handle.list_files(directory + "/" if directory else "/")
+            except Exception:
+                self.hint.show([], "  (no such folder)")
+                return
+            names = [e.name + ("/" if e.is_directory else "") for e in entries]
+            self._file_cache[key] = names
+        base = f"{directory}/" if directory else ""
+        self.hint.show([f"@{base}{n}" for n in names if n.startswith(prefix)])
+
+    def _accept_completion(self) -> bool:
+        """Tab: replace what is being typed with the first candidate."""
+        candidates = self.hint.candidates
+        if not candidates:
+            return False
+        text = self.prompt.text
+        choice = candidates[0]
+        if choice.startswith("/"):
+            new = choice + " "
+        else:
+            typed = slash.mention_at_end(text) or ""
+            new = text[: len(text) - len(typed) - 1] + choice
+            if not choice.endswith("/"):
+                new += " "
+        self.prompt.load_text(new)
+        self.prompt.move_cursor(self.prompt.document.end)
+        return True
 
     def watch_busy(self, busy: bool) -> None:
         # The class goes on the prompt and the indicator, not on this pane: a class
@@ -293,6 +369,9 @@ class ChatPane(Vertical):
         elif kind == "session.updated":
             if self.handle is not None:
                 self.post_message(self.SettingsChanged(self.handle.id, data))
+        elif kind in ("permission.requested", "permission.answered"):
+            if self.handle is not None:
+                self.post_message(self.PermissionEvent(self.handle.id, kind, data))
         elif kind in STATUS_EVENTS:
             update = apply_status_event(self.status, kind)
             assert update is not None
@@ -317,7 +396,18 @@ class ChatPane(Vertical):
         self.submit(event.text)
 
     def submit(self, text: str) -> None:
-        """Send ``text`` unless a turn is running (then say so, and keep the draft)."""
+        """Send ``text`` unless a turn is running (then say so, and keep the draft).
+        A slash command runs instead of being sent."""
+        command = slash.parse(text)
+        if command is not None:
+            self.prompt.remember(text)
+            self.hint.show([])
+            self.post_message(self.SlashCommandTyped(command))
+            return
+        if slash.looks_like_command(text):
+            self.notify(f"Unknown command {text.split()[0]}; /help lists them.", severity="warning")
+            return
+        self.hint.show([])
         if self.handle is None:
             self.prompt.remember(text)
             self.post_message(self.NeedsSession(text))
@@ -351,6 +441,7 @@ class ChatPane(Vertical):
             # The follower renders every event exactly once; this request only
             # starts the turn. Its stream is left after the first event (leaving
             # does not stop the turn) so events are not parsed twice.
+            text = await self._with_attachments(handle, text)
             events = handle.stream_message(text)
             async with contextlib.aclosing(events):
                 async for _event in events:
@@ -370,6 +461,16 @@ class ChatPane(Vertical):
             if handle is self.handle:
                 self._sending = False
                 self.busy = self.status in ("running", "starting")
+
+    async def _with_attachments(self, handle: SessionHandle, text: str) -> str:
+        """``text`` with the content of each ``@path`` file it names appended."""
+        for path in slash.mentions(text):
+            try:
+                content = await handle.read_text(path)
+            except Exception:
+                continue  # not a file (or unreadable): the @word stays plain text
+            text += slash.attachment(path, content)
+        return text
 
     def interrupt(self) -> bool:
         """Ask the server to stop the running turn; False when nothing runs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import events
@@ -60,6 +61,8 @@ class PromptArea(TextArea):
         self.history_size = history_size
         self._history_index: int | None = None
         self._draft = ""
+        # Set by the chat pane: Tab calls it; True means it completed something.
+        self.complete: Callable[[], bool] | None = None
 
     async def _on_key(self, event: events.Key) -> None:
         # Runs before TextArea._on_key (MRO dispatch); prevent_default stops it inserting.
@@ -71,6 +74,9 @@ class PromptArea(TextArea):
             event.stop()
             event.prevent_default()
             self.insert("\n")
+        elif event.key == "tab" and self.complete is not None and self.complete():
+            event.stop()
+            event.prevent_default()
 
     def on_mount(self) -> None:
         store = self._store

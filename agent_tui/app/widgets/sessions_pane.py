@@ -74,8 +74,10 @@ class SessionsPane(Vertical):
         icon, style = STATUS_ICON.get(session.status, ("?", "$text-muted"))
         current = session.id == self.current_id
         title = "[b $text-accent]$title[/]" if current else "$title"
+        # A session waiting for the user's approval of a tool call says so.
+        waiting = " [b $warning]⚠ approve[/]" if session.pending_permission_count else ""
         return Content.from_markup(
-            f"[bold {style}]{icon}[/] {title}\n  [dim]$status · $when[/dim]",
+            f"[bold {style}]{icon}[/] {title}{waiting}\n  [dim]$status · $when[/dim]",
             title=session_title(session),
             status=session.status,
             when=ago(session.last_activity_at),
