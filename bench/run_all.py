@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["bench.bench_auth", "bench.bench_sessions", "bench.bench_tui", "bench.bench_sandbox"]
+MODULES = [
+    "bench.bench_auth",
+    "bench.bench_sessions",
+    "bench.bench_tui",
+    "bench.bench_sandbox",
+    "bench.bench_agent_features",
+]
 
 if __name__ == "__main__":
     failed = 0
