@@ -295,7 +295,28 @@ class ToolUseBlockOut(ToolCallOut):
     type: Literal["tool_use"] = "tool_use"
 
 
-MessageBlockOut = Annotated[TextBlockOut | ToolUseBlockOut, Field(discriminator="type")]
+class ThinkingBlockOut(Wire):
+    """The model's extended thinking (its signature stays on the server)."""
+
+    type: Literal["thinking"] = "thinking"
+    text: str
+
+
+class CompactionBlockOut(Wire):
+    """Where the model's context was compacted: the model sees a summary of what
+    came before from here on."""
+
+    type: Literal["compaction"] = "compaction"
+    method: str
+    tokens_before: int
+    tokens_after: int
+
+
+MessageBlockOut = Annotated[
+    TextBlockOut | ToolUseBlockOut | ThinkingBlockOut | CompactionBlockOut,
+    Field(discriminator="type"),
+]
+AnyBlockOut = TextBlockOut | ToolUseBlockOut | ThinkingBlockOut | CompactionBlockOut
 
 
 class MessageOut(Wire):
@@ -314,8 +335,9 @@ class MessageOut(Wire):
     blocks: list[MessageBlockOut] = Field(
         default_factory=list,
         description="Text and tool calls in the order they happened: `text` blocks "
-        "(`text`) and `tool_use` blocks (the fields of a tool call). Extension of the "
-        "contract; older servers omit it.",
+        "(`text`), `tool_use` blocks (the fields of a tool call), `thinking` blocks "
+        "(`text`) and `compaction` marks (`method`, `tokensBefore`, `tokensAfter`). "
+        "Extension of the contract; older servers omit it.",
     )
 
     @classmethod
@@ -338,22 +360,30 @@ class MessageOut(Wire):
         )
 
 
-def _blocks_of(m: MessageRecord, calls: list[ToolCallOut]) -> list[TextBlockOut | ToolUseBlockOut]:
+def _blocks_of(m: MessageRecord, calls: list[ToolCallOut]) -> list[AnyBlockOut]:
     """``m``'s blocks from its stored model messages (the exact order), else from its
     text and tool calls (records written before model messages were kept)."""
     by_id = {c.id: c for c in calls}
-    blocks: list[TextBlockOut | ToolUseBlockOut] = []
+    blocks: list[AnyBlockOut] = []
     for raw in ordered_blocks(m.model_messages, m.role):
         if raw["type"] == "text":
             blocks.append(TextBlockOut(text=raw["text"]))
+            continue
+        if raw["type"] == "thinking":
+            blocks.append(ThinkingBlockOut(text=raw["text"]))
+            continue
+        if raw["type"] == "compaction":
+            blocks.append(CompactionBlockOut.model_validate(raw))
             continue
         # The tool call record is kept up to date as results arrive; prefer it.
         known = by_id.get(raw["id"])
         source = known.model_dump() if known is not None else raw
         blocks.append(ToolUseBlockOut(**{k: source[k] for k in ToolCallOut.model_fields}))
-    if blocks or not (m.content or calls):
+    if any(isinstance(b, TextBlockOut | ToolUseBlockOut) for b in blocks) or not (
+        m.content or calls
+    ):
         return blocks
-    fallback: list[TextBlockOut | ToolUseBlockOut] = []
+    fallback: list[AnyBlockOut] = []
     if m.content:
         fallback.append(TextBlockOut(text=m.content))
     fallback += [ToolUseBlockOut(**c.model_dump()) for c in calls]

@@ -159,7 +159,8 @@ def _result_text(content: Any) -> str:
 
 
 def ordered_blocks(model_messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
-    """The ``text`` and ``tool_use`` blocks of ``role``'s messages, in the order the
+    """The ``text``, ``thinking`` and ``tool_use`` blocks of ``role``'s messages (and
+    ``compaction`` marks), in the order the
     model (or the user) produced them, each ``tool_use`` with the ``result`` and
     ``is_error`` of the ``tool_result`` that answers it (None while unanswered).
 
@@ -176,11 +177,24 @@ def ordered_blocks(model_messages: list[dict[str, Any]], role: str) -> list[dict
                 )
     out: list[dict[str, Any]] = []
     for message in model_messages:
+        if message.get("role") == "compaction":
+            # Where the model's context was compacted (backend/agent/compaction.py).
+            out.append(
+                {
+                    "type": "compaction",
+                    "method": message.get("method", "summary"),
+                    "tokens_before": int(message.get("tokensBefore", 0)),
+                    "tokens_after": int(message.get("tokensAfter", 0)),
+                }
+            )
+            continue
         if message.get("role") != role:
             continue
         for block in _blocks(message.get("content")):
             if block.get("type") == "text":
                 out.append({"type": "text", "text": block["text"]})
+            elif block.get("type") == "thinking" and block.get("thinking"):
+                out.append({"type": "thinking", "text": block["thinking"]})
             elif block.get("type") == "tool_use" and block.get("id"):
                 result, is_error = results.get(block["id"], (None, False))
                 out.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from agent_tui.app.humanize import compact_count
@@ -92,6 +93,34 @@ class LiveOutput(Static):
         self.update(f"{shown}\n⏱ {elapsed:.0f}s" if shown else f"⏱ {elapsed:.0f}s")
 
 
+def compaction_text(data: dict[str, Any]) -> str:
+    """The notice of a compaction (``context.compacted`` data, camelCase)."""
+    before = int(data.get("tokensBefore") or 0)
+    after = int(data.get("tokensAfter") or 0)
+    how = "by the API" if data.get("method") == "api" else "by a summary"
+    return (
+        f"Context compacted {how}: {compact_count(before)} → {compact_count(after)} tokens "
+        f"({compact_count(max(0, before - after))} saved). The model sees the summary; "
+        "the transcript above is kept."
+    )
+
+
+def history_block(item: Any) -> Widget:
+    """The widget of a stored ``thinking`` block or ``compaction`` mark."""
+    if getattr(item, "type", "") == "thinking":
+        return ThinkingBlock(item.text, finished=True)
+    return ChatNotice(
+        compaction_text(
+            {
+                "method": item.method,
+                "tokensBefore": item.tokens_before,
+                "tokensAfter": item.tokens_after,
+            }
+        ),
+        "info",
+    )
+
+
 class AgentBlocks:
     """Applies thinking, ``tool.output`` and ``context.compacted`` events to a ``ChatView``."""
 
@@ -144,12 +173,4 @@ class AgentBlocks:
             live.refresh_view()
 
     async def on_compacted(self, data: dict[str, Any]) -> None:
-        before = int(data.get("tokensBefore") or 0)
-        after = int(data.get("tokensAfter") or 0)
-        how = "by the API" if data.get("method") == "api" else "by a summary"
-        text = (
-            f"Context compacted {how}: {compact_count(before)} → {compact_count(after)} tokens "
-            f"({compact_count(max(0, before - after))} saved). The model sees the summary; "
-            "the transcript above is kept."
-        )
-        await self.chat.append(ChatNotice(text, "info"))
+        await self.chat.append(ChatNotice(compaction_text(data), "info"))

@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from agent_tui.app.widgets.agent_blocks import history_block
 from agent_tui.app.widgets.chat_notice import ChatNotice, NoticeKind
 from agent_tui.app.widgets.tool_call import ToolCallBlock
 from agent_tui.app.widgets.user_message import UserMessage
@@ -185,6 +186,9 @@ class ChatView(VerticalScroll):
                 if isinstance(item, TextBlockOut):
                     if item.text.strip():
                         widgets.append(_assistant_message_class()(item.text, message_id=message.id))
+                    continue
+                if not isinstance(item, ToolUseBlockOut):
+                    widgets.append(history_block(item))  # thinking, compaction
                     continue
                 block = ToolCallBlock(
                     item.id,

@@ -98,6 +98,11 @@ async def test_compaction_on_demand(tmp_path: Path, fake_model: FakeAnthropic) -
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["compacted"] is True and body["method"] == "summary"
+        messages = (
+            await api.http.get(f"/v1/sessions/{session}/messages", headers=api.auth(key))
+        ).json()["messages"]
+        [mark] = [b for b in messages[-1]["blocks"] if b["type"] == "compaction"]
+        assert mark["tokensBefore"] == body["tokensBefore"] and mark["method"] == "summary"
         events = await collect(
             api,
             "GET",

@@ -58,6 +58,13 @@ async def test_thinking_streams_as_events_and_round_trips_with_its_signature(api
     )
     stored = [e["data"] for e in replay if e["type"] == "message.thinking"]
     assert [d["content"] for d in stored if not d["isPartial"]] == finals
+    # The stored message shows the thinking where it happened.
+    messages = (
+        await api.http.get(f"/v1/sessions/{session}/messages", headers=api.auth(key))
+    ).json()["messages"]
+    kinds = [b["type"] for b in messages[-1]["blocks"]]
+    assert kinds == ["thinking", "tool_use", "thinking", "text"]
+    assert messages[-1]["blocks"][0]["text"] == "I should list the files first."
     # The next turn keeps the history valid with thinking off again.
     await api.http.patch(f"/v1/sessions/{session}", json={"thinking": False}, headers=api.auth(key))
     events = await _turn(api, key, session, "again")
