@@ -534,11 +534,20 @@ class AgentLoop:
             await on_compacted(_compaction_event(marker, automatic=True))
 
     async def _summarise(
-        self, conversation: list[dict[str, Any]], *, system: str, model: str, before: int
+        self,
+        conversation: list[dict[str, Any]],
+        *,
+        system: str,
+        model: str,
+        before: int,
+        keep_tail: bool = True,
     ) -> dict[str, Any] | None:
         """A compaction marker replacing ``conversation``, or None when there is
-        nothing to summarise. Raises the SDK's errors."""
-        head, tail = split_for_summary(conversation)
+        nothing to summarise. ``keep_tail``: the last user message (and the call it
+        answers) stays as it is, as a turn in progress needs. Raises the SDK's errors."""
+        head, tail = split_for_summary(conversation) if keep_tail else (conversation, [])
+        if not keep_tail and len(head) < 2:
+            return None
         if not head:
             return None
         assert self.client is not None
@@ -574,17 +583,16 @@ class AgentLoop:
                 "MODEL_AUTH_ERROR", "No Anthropic API key is configured; set ANTHROPIC_API_KEY."
             )
         conversation = normalize_conversation(apply_compaction(history))
-        if conversation and conversation[-1]["role"] == "assistant":
-            # The summary needs a user message to end on; the tail keeps the last exchange.
-            conversation = [*conversation, user_message("(continue)")]
         system = system_prompt or default_system_prompt()
         before = estimate_tokens(conversation) + self._fixed_tokens(system)
         try:
+            # Between turns everything is summarised; the next user message follows it.
             return await self._summarise(
                 conversation,
                 system=system,
                 model=model or self.settings.anthropic_model,
                 before=before,
+                keep_tail=False,
             )
         except MODEL_EXCEPTIONS as exc:
             raise model_error(exc, api_key=self.settings.anthropic_api_key) from exc
