@@ -339,9 +339,9 @@ class AgentClient:
         page = parse(SessionList, data)
         return page.sessions, page.next_cursor
 
-    async def get_session(self, session_id: str) -> SessionOut:
-        """One session."""
-        data = await self.request_json("GET", f"/v1/sessions/{session_id}")
+    async def get_session(self, session_id: str, *, background: bool = False) -> SessionOut:
+        """One session. ``background``: an automatic refresh (see ``request``)."""
+        data = await self.request_json("GET", f"/v1/sessions/{session_id}", background=background)
         return parse(SessionOut, data)
 
     # ---- models

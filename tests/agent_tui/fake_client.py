@@ -322,7 +322,7 @@ class FakeAgentClient:
         sessions = sorted(self.sessions.values(), key=lambda s: s.created_at, reverse=True)
         return [s.out() for s in sessions if status is None or s.status == status][:limit], None
 
-    async def get_session(self, session_id: str) -> SessionOut:
+    async def get_session(self, session_id: str, *, background: bool = False) -> SessionOut:
         return self._session(session_id).out()
 
     # ---- turns

@@ -472,7 +472,8 @@ class MainScreen(Screen[None]):
         if client is None:
             return
         try:
-            sessions, _ = await client.list_sessions(limit=100)
+            # Automatic: it must not spend the user's rate limit.
+            sessions, _ = await client.list_sessions(limit=100, background=True)
         except Exception:
             return
         for session in sessions:
@@ -493,7 +494,7 @@ class MainScreen(Screen[None]):
             if not session.pending_permission_count and not shown:
                 continue
             try:
-                full = await client.get_session(session.id)
+                full = await client.get_session(session.id, background=True)
             except Exception:
                 continue
             pending = full.pending_permissions or []
