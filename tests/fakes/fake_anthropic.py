@@ -58,6 +58,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "bench_reply",
+    "compaction_stream",
     "echo_reply",
     "fake_model",
     "is_summary_request",
@@ -182,6 +183,14 @@ class Reply:
                 "deltas": deltas,
                 "signature": signature if signature is not None else thinking_signature(text),
             }
+        )
+        return self
+
+    def compaction(self, summary: str) -> Reply:
+        """A ``compaction`` block (API compaction, beta ``compact_20260112``): the
+        API's summary of older context, which the client must send back verbatim."""
+        self.blocks.append(
+            {"type": "compaction", "deltas": [summary], "encrypted": "enc_" + _new_id("")}
         )
         return self
 
@@ -457,6 +466,16 @@ def validate_request(body: dict[str, Any]) -> None:
 def thinking_signature(text: str) -> str:
     """The fake's signature of a thinking block: it proves the block came back unchanged."""
     return "sig_" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def compaction_stream(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``content_block_start`` block and the delta of a scripted compaction block."""
+    delta = {
+        "type": "compaction_delta",
+        "content": "".join(block["deltas"]),
+        "encrypted_content": block["encrypted"],
+    }
+    return {"type": "compaction", "content": None}, [delta]
 
 
 def thinking_stream(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -1001,6 +1020,8 @@ class FakeAnthropic:
                 deltas = [{"type": "text_delta", "text": t} for t in block["deltas"]]
             elif block["type"] == "thinking":
                 start, deltas = thinking_stream(block)
+            elif block["type"] == "compaction":
+                start, deltas = compaction_stream(block)
             else:
                 start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
                 deltas = [
