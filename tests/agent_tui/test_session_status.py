@@ -22,6 +22,7 @@ def test_every_status_event_of_the_contract_is_handled() -> None:
     assert {ev.__dict__[n] for n in dir(ev) if n.startswith("SESSION_")} - {
         ev.SESSION_CREATED,
         ev.SESSION_PROGRESS,
+        ev.SESSION_UPDATED,  # model and agent options, not a status
     } <= STATUS_EVENTS
     assert apply_status_event("idle", "message.assistant") is None
 

@@ -97,7 +97,8 @@ class StatusLine(Widget):
             ),
         ]
         if self.model:
-            fields.append((50, Content.styled(self.model, "$accent")))
+            # Narrow terminals lose it first (F9 still shows it).
+            fields.append((5, Content.styled(self.model, "$accent")))
         if self.permission_mode != "auto":
             fields.append((75, Content.styled(self.permission_mode, "bold $warning")))
         if self.tokens is not None:
