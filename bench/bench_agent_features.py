@@ -119,6 +119,9 @@ def main() -> None:
             "ANTHROPIC_BASE_URL": fake.url,
             "CONTEXT_WINDOW_TOKENS": str(WINDOW),
             "COMPACTION_THRESHOLD": str(THRESHOLD),
+            # 300 turns in a few minutes: above the per-user defaults.
+            "RATE_LIMIT_SEND_MESSAGE": "100000/60",
+            "RATE_LIMIT_DEFAULT": "100000/60",
         }
         with serve(env) as server:
             rows = long_session(fake, server.url, server.key, turns)
