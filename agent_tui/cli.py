@@ -6,21 +6,15 @@
 - ``agent-tui keys create|list|revoke``: manage keys directly on the configured database.
 - ``agent-tui db migrate``: apply pending migrations.
 
-Heavy modules (Textual, FastAPI, the SDKs) are imported inside the commands that
-need them so that each command starts fast.
+Modules are imported inside the commands that need them, so that each command
+starts fast and the app can take the terminal over before anything loads.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
 import sys
-from datetime import UTC, datetime
-
-from backend.settings import Settings, SettingsError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(replica_id)s [%(request_id)s] %(message)s"
 
@@ -37,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="API key for --remote (default: $AGENT_TUI_API_KEY or the saved profile)",
+    )
+    parser.add_argument(
+        "--new-session",
+        action="store_true",
+        help="start on a new session instead of reopening the last one "
+        "(env AGENT_TUI_START_SESSION=new)",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
@@ -94,6 +94,8 @@ def configure_logging(
     level: str, stream: object | None = None, filename: str | None = None
 ) -> None:
     """Log lines carry the request id; the secret-bearing SDK loggers stay quiet."""
+    import logging
+
     from backend.api.middleware import RequestIdFilter
 
     handler: logging.Handler = (
@@ -116,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"agent-tui {__version__}")
         return 0
+    if args.command is None:
+        from agent_tui.app.typeahead import keep_typeahead
+
+        # The app. First of all: a message typed and sent while it loads must arrive.
+        with keep_typeahead() as typeahead:
+            return _command(args, typeahead.lines)
+    return _command(args)
+
+
+def _command(args: argparse.Namespace, typed_ahead: list[str] | None = None) -> int:
+    import asyncio
+
+    from backend.settings import SettingsError
+
     try:
         if args.command == "serve":
             return _serve(args)
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_keys(args))
         if args.command == "db":
             return asyncio.run(_migrate())
-        return _run_app(args)
+        return _run_app(args, typed_ahead or [])
     except SettingsError as exc:
         print(f"agent-tui: {exc}", file=sys.stderr)
         return 2
@@ -131,15 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run_app(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+def _run_app(args: argparse.Namespace, typed_ahead: list[str]) -> int:
     from agent_tui.app import run_app
+    from backend.settings import Settings
 
+    settings = Settings.from_env(start_session="new" if args.new_session else None)
     api_key = args.api_key or os.environ.get("AGENT_TUI_API_KEY") or None
-    return run_app(settings=settings, remote_url=args.remote, api_key=api_key)
+    return run_app(
+        settings=settings, remote_url=args.remote, api_key=api_key, typed_ahead=typed_ahead
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from backend.settings import Settings
+
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
@@ -187,6 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _open_store() -> object:
+    from backend.settings import Settings
     from backend.store import open_store
 
     store = open_store(Settings.from_env())
@@ -210,6 +234,9 @@ def _key_table(keys: list) -> str:  # type: ignore[type-arg]
 
 
 async def _keys(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
     from backend.auth import create_api_key
     from backend.errors import StoreUnavailable
     from backend.schemas import KeyOut
@@ -285,6 +312,7 @@ async def _keys(args: argparse.Namespace) -> int:
 
 async def _migrate() -> int:
     from backend.errors import StoreUnavailable
+    from backend.settings import Settings
     from backend.store import open_store
 
     store = open_store(Settings.from_env())

@@ -1,49 +1,66 @@
-"""The backend embedded in the TUI: uvicorn in the app's own event loop, on a private socket.
+"""The backend embedded in the TUI: the Agent API in a child process, on a private socket.
 
-``agent-tui`` with no flags runs the whole Agent API in-process so the TUI can use
-the very same ``AgentClient`` as in remote mode. The server listens on a Unix
-socket inside a fresh 0700 directory (only this user can connect), or, where
-there are no Unix sockets, on a random loopback port; either way requests need
-the local admin key, which is provisioned on first run and kept in the 0600
-config file.
+``agent-tui`` with no flags runs the whole Agent API on this machine, owned by
+the app, so the TUI can use the very same ``AgentClient`` as in remote mode.
+The backend runs in a process of its own (``agent_tui.embedded_child``): its
+imports and the anthropic SDK's (seconds of CPU) then load on another core
+instead of holding the GIL the UI needs, so the app draws at once and the
+backend is ready in about the time its imports take. ``spawn()`` starts it
+early (before Textual has even loaded); ``start()`` waits until it answers.
 
-``httpx.ASGITransport`` is not an option: it buffers a whole response before
-returning it, so an SSE stream would never arrive.
+It listens on a Unix socket inside a fresh 0700 directory (only this user can
+connect), or, where there are no Unix sockets, on a random loopback port;
+either way requests need the local admin key, which is provisioned on first
+run and kept in the 0600 config file. It stops when the app closes its stdin,
+or when the app is gone.
+
+``httpx.ASGITransport`` (in-process) is not an option: it buffers a whole
+response before returning it, so an SSE stream would never arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import json
 import logging
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
-from agent_tui.config import load_config, save_config
+from agent_tui.embedded_child import (
+    EMBEDDED_KEY_NAME,
+    EMBEDDED_KEY_SCOPES,
+    EMBEDDED_USER_ID,
+    GRACEFUL_SHUTDOWN_SECONDS,
+    STARTUP_TIMEOUT,
+    settings_to_json,
+)
 from backend.settings import Settings
 
-if TYPE_CHECKING:
-    import uvicorn
+LOG_FILENAME = "agent-tui.log"  # as agent_tui.app's; not imported from there (it is the UI)
 
-    from backend.store.base import Store
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "EMBEDDED_BASE_URL",
+    "EMBEDDED_KEY_NAME",
+    "EMBEDDED_KEY_SCOPES",
+    "EMBEDDED_USER_ID",
+    "EmbeddedBackend",
+    "EmbeddedStartError",
+]
+
 EMBEDDED_BASE_URL = "http://agent-tui"
-EMBEDDED_USER_ID = "local"
-EMBEDDED_KEY_NAME = "embedded"
-EMBEDDED_KEY_SCOPES = ["sessions", "admin"]
-STARTUP_TIMEOUT = 30.0
-# ApiServer ends event streams at shutdown; a request still running after this
-# long (a slow file read, say) is cancelled rather than holding the app's exit.
-GRACEFUL_SHUTDOWN_SECONDS = 3.0
 
 
 class EmbeddedStartError(RuntimeError):
@@ -51,11 +68,13 @@ class EmbeddedStartError(RuntimeError):
 
 
 class EmbeddedBackend:
-    """The Agent API served inside the current process and event loop.
+    """The Agent API served by a child process this object owns.
 
-    ``start()`` returns what ``AgentClient`` needs (base URL, key, transport);
-    ``stop()`` shuts the server down gracefully (lifespan shutdown included).
-    ``start_seconds`` is how long ``start()`` took.
+    ``spawn()`` starts the process (cheap, synchronous, may be called before
+    any event loop runs); ``start()`` spawns it if needed, waits until it is
+    ready and returns what ``AgentClient`` needs (base URL, key, transport);
+    ``stop()`` shuts it down gracefully. ``start_seconds`` is how long
+    ``start()`` waited; ``timings`` holds the backend's own figures.
     """
 
     def __init__(self, settings: Settings, *, unix_socket: bool | None = None) -> None:
@@ -65,92 +84,142 @@ class EmbeddedBackend:
         self.settings = settings
         self.unix_socket = hasattr(socket, "AF_UNIX") if unix_socket is None else unix_socket
         self.start_seconds: float | None = None
-        # Seconds from the start of start() to: modules loaded ("load"), server
-        # listening ("startup"), key ready ("total").
+        # From the spawn: "load", "startup", "total" (in the backend), "ready" (seen here).
         self.timings: dict[str, float] = {}
         self.socket_path: Path | None = None
         self._runtime_dir: Path | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._app: Any = None
-        self._startup_error: BaseException | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock_file: Any = None
+        self._listener: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0
+        self._ready = False
+        self._lock_file: IO[str] | None = None
 
     @property
     def running(self) -> bool:
-        """True between a successful ``start()`` and ``stop()``."""
-        return self._task is not None and not self._task.done()
+        """True between a successful ``start()`` and ``stop()`` while the process lives."""
+        return self._ready and self._process is not None and self._process.poll() is None
 
-    async def start(self) -> tuple[str, str, httpx.AsyncBaseTransport]:
-        """Start the server in this event loop; return ``(base_url, api_key, transport)``."""
-        if self._task is not None:
-            raise RuntimeError("EmbeddedBackend.start() was already called")
-        began = time.perf_counter()
+    @property
+    def pid(self) -> int | None:
+        """The backend process's id, once spawned."""
+        return self._process.pid if self._process is not None else None
+
+    def spawn(self) -> None:
+        """Start the backend's process now, without waiting for it. Raises
+        ``EmbeddedStartError`` when another agent-tui owns the data directory."""
+        if self._process is not None:
+            return
         self._lock_data_dir()
-        sockets: list[socket.socket] | None = None
-        unix = self.unix_socket
-        where: dict[str, Any] = {}
-        if unix:
-            self._runtime_dir = Path(tempfile.mkdtemp(prefix="agent-tui-"))  # mode 0700
-            self.socket_path = self._runtime_dir / "api.sock"
-            where["uds"] = str(self.socket_path)
-        else:
-            # IPPROTO_TCP: uvicorn turns Nagle off only on sockets that name it.
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            listener.bind(("127.0.0.1", 0))
-            sockets = self._sockets = [listener]
+        spec: dict[str, Any] = {"settings": settings_to_json(self.settings)}
+        pass_fds: tuple[int, ...] = ()
         try:
-            # Loading FastAPI, uvicorn, the backend and the SDKs it uses takes most of
-            # a second: a thread does it so the TUI's loop keeps drawing meanwhile.
-            self._server = await asyncio.to_thread(self._load, where)
-            self.timings["load"] = time.perf_counter() - began
-            self._task = asyncio.create_task(
-                self._serve(sockets), name="agent-tui embedded backend"
-            )
-            await self._wait_started()
-            self.timings["startup"] = time.perf_counter() - began
-            api_key = await self._provision_key()
+            if self.unix_socket:
+                self._runtime_dir = Path(tempfile.mkdtemp(prefix="agent-tui-"))  # mode 0700
+                self.socket_path = self._runtime_dir / "api.sock"
+                spec["uds"] = str(self.socket_path)
+            else:
+                # IPPROTO_TCP: uvicorn turns Nagle off only on sockets that name it.
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+                listener.bind(("127.0.0.1", 0))
+                self._listener = listener
+                spec["fd"] = listener.fileno()
+                pass_fds = (listener.fileno(),)
+            self._spawned_at = time.perf_counter()
+            # It logs to agent-tui.log; what escapes logging (a crash) goes there too.
+            with open(self.settings.data_dir / LOG_FILENAME, "ab") as stderr:
+                self._process = subprocess.Popen(
+                    # -P: not the current directory first on sys.path, where a
+                    # project of the user's may have its own `backend` package.
+                    [sys.executable, "-P", "-m", "agent_tui.embedded_child"],
+                    env=_child_environment(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,  # never the terminal: it is the app's
+                    pass_fds=pass_fds,
+                    start_new_session=True,  # terminal signals are for the app, which stops it
+                )
+            assert self._process.stdin is not None
+            # The settings hold the model's key: a pipe, never argv or the environment.
+            self._process.stdin.write(json.dumps(spec).encode() + b"\n")
+            self._process.stdin.flush()
         except BaseException:
-            await self.stop()
+            self._cleanup()
             raise
 
-        if unix:
-            base_url = EMBEDDED_BASE_URL
-            transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
-                uds=str(self.socket_path)
+    async def start(self) -> tuple[str, str, httpx.AsyncBaseTransport]:
+        """Wait until the backend is ready; return ``(base_url, api_key, transport)``."""
+        if self._ready:
+            raise RuntimeError("EmbeddedBackend.start() was already called")
+        began = time.perf_counter()
+        self.spawn()
+        process = self._process
+        assert process is not None and process.stdout is not None
+        client_ready = asyncio.create_task(asyncio.to_thread(self._load_client))
+        try:
+            line = await asyncio.wait_for(
+                asyncio.to_thread(process.stdout.readline), STARTUP_TIMEOUT + 10
             )
+        except TimeoutError:
+            client_ready.cancel()
+            await self.stop()
+            raise EmbeddedStartError(
+                f"The embedded backend did not start within {STARTUP_TIMEOUT:g} s"
+            ) from None
+        except BaseException:
+            client_ready.cancel()
+            await self.stop()
+            raise
+        answer = _parse_answer(line)
+        if not answer.get("ok"):
+            client_ready.cancel()
+            await self.stop()
+            reason = answer.get("error") or (
+                f"its process exited with code {process.returncode}; see agent-tui.log in "
+                f"{self.settings.data_dir}"
+            )
+            raise EmbeddedStartError(f"The embedded backend failed to start: {reason}")
+        transport = await client_ready
+        self._ready = True
+        self.timings.update(answer.get("timings") or {})
+        self.timings["ready"] = time.perf_counter() - self._spawned_at
+        self.start_seconds = time.perf_counter() - began
+        if self.unix_socket:
+            base_url = EMBEDDED_BASE_URL
         else:
-            assert sockets is not None
-            port = sockets[0].getsockname()[1]
-            base_url = f"http://127.0.0.1:{port}"
-            transport = httpx.AsyncHTTPTransport()
-        self.start_seconds = self.timings["total"] = time.perf_counter() - began
-        log.info("embedded backend started in %.3f s", self.start_seconds)
-        return base_url, api_key, transport
+            assert self._listener is not None
+            base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        log.info(
+            "embedded backend ready %.3f s after its spawn (waited %.3f s)",
+            self.timings["ready"],
+            self.start_seconds,
+        )
+        return base_url, str(answer["apiKey"]), transport
 
     async def stop(self) -> None:
-        """Shut the server down gracefully and remove its socket. Safe to call twice."""
-        server, task = self._server, self._task
-        if server is not None and task is not None and not task.done():
-            server.should_exit = True
+        """Shut the backend down gracefully and remove its socket. Safe to call twice."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert process.stdin is not None
+                process.stdin.close()  # the backend's signal to stop
             try:
-                await asyncio.wait_for(asyncio.shield(task), GRACEFUL_SHUTDOWN_SECONDS + 10)
-            except TimeoutError:
-                log.warning("embedded backend did not stop in time; cancelling it")
-                server.force_exit = True
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        for sock in self._sockets:
-            sock.close()  # uvicorn closes it too; this covers a start that failed early
-        self._sockets = []
-        if self._runtime_dir is not None:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
-            self._runtime_dir = None
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+                await asyncio.to_thread(process.wait, GRACEFUL_SHUTDOWN_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded backend did not stop in time; killing it")
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        self._ready = False
+        self._cleanup()
+
+    # ---- internals
+
+    def _load_client(self) -> httpx.AsyncBaseTransport:
+        """Import the client (httpx) and build its transport, off the UI's loop."""
+        import httpx
+
+        import agent_tui.client  # noqa: F401  (the app's next import)
+
+        return httpx.AsyncHTTPTransport(uds=str(self.socket_path) if self.unix_socket else None)
 
     def _lock_data_dir(self) -> None:
         """One embedded backend per data directory: two would each own actors of
@@ -170,143 +239,38 @@ class EmbeddedBackend:
             ) from None
         self._lock_file = lock_file
 
-    # ---- internals
-
-    def _load(self, where: dict[str, Any]) -> uvicorn.Server:
-        """Import the server side, build the app and its server (runs in a thread)."""
-        import uvicorn
-
-        from backend.app import create_app
-        from backend.server import ApiServer
-
-        _preload(self.settings)
-        self._app = create_app(self.settings)
-        config = uvicorn.Config(
-            _LifespanProbe(self._app, self),
-            proxy_headers=False,
-            lifespan="on",
-            # The TUI owns the terminal: uvicorn must not configure logging or print.
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            ws="none",  # no websockets routes; skips importing a websockets stack
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            server_header=False,
-            **where,
-        )
-        config.load()
-        # ApiServer ends open event streams at shutdown; without capture_signals
-        # uvicorn leaves SIGINT/SIGTERM (Ctrl+C) to Textual.
-        return ApiServer(config, app=self._app, capture_signals=False)
-
-    async def _serve(self, sockets: list[socket.socket] | None) -> None:
-        assert self._server is not None
-        try:
-            await self._server.serve(sockets)
-        except SystemExit:
-            # uvicorn calls sys.exit() when the lifespan startup fails; in a task of
-            # the TUI's loop that would end the whole app, so it stops here.
-            pass
-
-    async def _wait_started(self) -> None:
-        assert self._server is not None and self._task is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self._server.started:
-            if self._task.done():
-                raise EmbeddedStartError(self._failure_message())
-            if time.monotonic() > deadline:
-                raise EmbeddedStartError(
-                    f"The embedded backend did not start within {STARTUP_TIMEOUT:g} s"
-                )
-            await asyncio.sleep(0.005)
-
-    def _failure_message(self) -> str:
-        exc = self._startup_error
-        if exc is None and self._task is not None and not self._task.cancelled():
-            exc = self._task.exception()
-        if exc is None:
-            return "The embedded backend failed to start (no reason given; see the log)"
-        return f"The embedded backend failed to start: {type(exc).__name__}: {exc}"
-
-    async def _provision_key(self) -> str:
-        """The local admin key from the config file, or a new one if it no longer works."""
-        from backend.auth import create_api_key, hash_key
-        from backend.records import utcnow
-
-        config_dir = self.settings.config_dir
-        saved = load_config(config_dir).embedded_api_key
-        async with self._store() as store:
-            if saved:
-                record = await store.get_key_by_hash(hash_key(saved))
-                if record is not None and record.usable_at(utcnow()) and "admin" in record.scopes:
-                    return saved
-            _, key = await create_api_key(
-                store,
-                user_id=EMBEDDED_USER_ID,
-                name=EMBEDDED_KEY_NAME,
-                scopes=EMBEDDED_KEY_SCOPES,
-            )
-        # Read again just before writing: keep whatever else changed meanwhile.
-        config = load_config(config_dir)
-        config.embedded_api_key = key
-        save_config(config_dir, config)
-        return key
-
-    @contextlib.asynccontextmanager
-    async def _store(self) -> Any:
-        """The running app's store, or a connection of our own if the app does not expose one."""
-        store = _app_store(self._app)
-        if store is not None:
-            yield store
-            return
-        from backend.store import open_store
-
-        own: Store = open_store(self.settings)
-        await own.migrate()
-        try:
-            yield own
-        finally:
-            await own.close()
+    def _cleanup(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            if process.poll() is None:
+                process.kill()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._runtime_dir is not None:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._runtime_dir = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
 
-def _preload(settings: Settings) -> None:
-    """Import what the app's lifespan will import, so that it does not block the loop.
-
-    Only an optimisation: a module that moved is simply imported later, by the app.
-    """
-    names = ["backend.agent.loop"]
-    names.append(
-        "sandbox.modal_provider" if settings.sandbox_provider == "modal" else "sandbox.local"
-    )
-    names.append("backend.store.sqlite" if settings.sqlite_path else "backend.store.postgres")
-    for name in names:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+def _child_environment() -> dict[str, str]:
+    """This environment, with this copy of agent-tui first on the child's path."""
+    root = str(Path(__file__).resolve().parent.parent)  # holds agent_tui, backend, sandbox
+    path = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
-def _app_store(app: Any) -> Store | None:
-    """The store the app's lifespan opened (``app.state.services.store``), if it is there."""
-    services = getattr(getattr(app, "state", None), "services", None)
-    store = getattr(services, "store", None)
-    return store if store is not None and hasattr(store, "get_key_by_hash") else None
-
-
-class _LifespanProbe:
-    """Passes every ASGI call through, remembering why a lifespan startup failed.
-
-    uvicorn only logs that failure; the TUI needs it to tell the user.
-    """
-
-    def __init__(self, app: Any, backend: EmbeddedBackend) -> None:
-        self.app = app
-        self.backend = backend
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        except BaseException as exc:
-            self.backend._startup_error = exc
-            raise
+def _parse_answer(line: bytes) -> dict[str, Any]:
+    if not line:
+        return {"ok": False}
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return {"ok": False, "error": line.decode(errors="replace").strip()[:500]}
+    return answer if isinstance(answer, dict) else {"ok": False}

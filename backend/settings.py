@@ -87,6 +87,9 @@ class Settings:
     # How often a turn waiting on a permission request re-reads it from the store.
     permission_poll_seconds: float = 0.5
 
+    # The app
+    start_session: str = "last"  # last: reopen the most recent session at launch | new
+
     # Sandboxes
     sandbox_provider: str = "local"  # local | modal
     unsafe_local_sandbox: bool = False
@@ -211,6 +214,7 @@ class Settings:
             "rate_limit_prefix": ("RATE_LIMIT_PREFIX",),
             "redis_url": ("REDIS_URL",),
             "replica_id": ("AGENT_TUI_REPLICA_ID",),
+            "start_session": ("AGENT_TUI_START_SESSION",),
         }
         for attr, names in strings.items():
             value = text(*names)
@@ -291,6 +295,10 @@ class Settings:
         if self.sandbox_provider not in ("local", "modal"):
             raise SettingsError(
                 f"SANDBOX_PROVIDER must be local or modal; got {self.sandbox_provider!r}"
+            )
+        if self.start_session not in ("last", "new"):
+            raise SettingsError(
+                f"AGENT_TUI_START_SESSION must be last or new; got {self.start_session!r}"
             )
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"port must be 1..65535; got {self.port}")

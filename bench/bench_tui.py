@@ -1,21 +1,26 @@
 """The TUI's figures: first screen, a 2,000-delta stream, key-press latency while it streams.
 
-1. Launch to first screen, embedded mode: a fresh interpreter runs the real app
-   (``AgentApp`` with the embedded backend) headless; the time is from just
-   before the process is spawned to the first refresh after the main screen is
-   mounted. The backend's start is reported too, but it happens after the first
-   frame by design. With tmux installed, the same is measured from the outside:
-   ``agent-tui`` in a real terminal until "Sessions" appears on the pane.
-2. 2,000 markdown deltas: the fake Anthropic model streams them as fast as it
-   can (from a separate process, as a remote model would) through the real
-   embedded backend and its SSE stream; the time is from
+1. Launch, embedded mode: a fresh interpreter runs the real app (``AgentApp``
+   with the embedded backend) headless, and "hello" + Enter are pressed as soon
+   as the main screen is mounted, as a user typing at once would. Times from
+   just before the process is spawned to: the first refresh after the main
+   screen is mounted (first screen); the backend answering (backend ready); the
+   server echoing the message (``message.user``: the first message accepted,
+   "ready" in issue 10's sense); the first token of the reply (the model, a fake
+   in its own process, answers at once: the time is the app's, mostly the lazy
+   anthropic SDK import). Median of ``--launch-runs`` (5). With tmux installed,
+   the first screen is also measured from the outside: ``agent-tui`` in a real
+   terminal until "Sessions" appears on the pane.
+2. 2,000 markdown deltas (after one warm-up turn): the fake Anthropic model
+   streams them as fast as it can (from a separate process, as a remote model
+   would) through the real embedded backend and its SSE stream; the time is from
    sending the prompt until the chat's markdown holds the whole text (and from
    the first delta's arrival to that moment).
 3. Key-press latency while that stream renders: a key event every 25 ms is
    posted to the app the way the terminal driver posts it; latency is until the
    prompt handles it, and until the next screen refresh after that.
 
-    python -m bench.bench_tui [--runs 3] [--deltas 2000]
+    python -m bench.bench_tui [--runs 3] [--launch-runs 5] [--deltas 2000] [--quick]
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_FIRST_SCREEN_S = 1.0
+TARGET_READY_S = 1.0  # launch -> first message accepted
 TARGET_STREAM_S = 2.0
 TARGET_KEY_MS = 100.0
 STREAM_DEADLINE_S = 60.0
@@ -77,52 +83,100 @@ def _bwrap_works() -> bool:
 # ---------------------------------------------------------------- 1. first screen
 
 
-def _child_first_screen(data: str) -> None:
-    """In a fresh process: run the app headless, print when the first screen was drawn."""
+def _child_first_screen(data: str, model_url: str) -> None:
+    """In a fresh process: run the app headless, type a message at once, print the marks."""
     from backend.settings import Settings
 
     settings = Settings(
         data_dir=Path(data) / "data",
         config_dir=Path(data) / "config",
         anthropic_api_key="bench",
+        anthropic_base_url=model_url,
         unsafe_local_sandbox=True,
     )
-    from agent_tui.app.app import AgentApp
     from agent_tui.app.connection import EmbeddedConnection
 
+    connection = EmbeddedConnection(settings)
+    connection.prestart()  # as run_app does: the backend loads while Textual does
+    from textual import events
+
+    from agent_tui.app.app import AgentApp
+    from agent_tui.app.widgets.chat_view import ChatView
+    from agent_tui.app.widgets.prompt import PromptArea
+    from agent_tui.client.session import SessionHandle
+
     marks: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # CPU seconds: with two cores, what the figures could be
+    original_stream_text = ChatView.stream_text
+
+    original_stream_message = SessionHandle.stream_message
+
+    async def stream_message(self: SessionHandle, content: str) -> AsyncIterator[Any]:
+        async for event in original_stream_message(self, content):
+            marks.setdefault("message_accepted", time.time())  # the turn's first event
+            yield event
+
+    async def stream_text(self: ChatView, *args: Any, **kwargs: Any) -> None:
+        marks.setdefault("first_reply", time.time())
+        await original_stream_text(self, *args, **kwargs)
+        self.app.exit()
+
+    SessionHandle.stream_message = stream_message  # type: ignore[method-assign]
+    ChatView.stream_text = stream_text  # type: ignore[method-assign]
 
     class ProbeApp(AgentApp):
-        async def on_mount(self) -> None:
-            await super().on_mount()
-            self.call_after_refresh(lambda: marks.setdefault("first_screen", time.time()))
+        # Textual runs AgentApp.on_mount (which pushes the main screen) after this one.
+        def on_mount(self) -> None:
+            self.call_after_refresh(self._first_screen)
             self.set_interval(0.005, self._check_connected)
+            self.call_later(self._type_at_once)
+
+        def _first_screen(self) -> None:
+            marks.setdefault("first_screen", time.time())
+            cpu.setdefault("app_cpu_to_first_screen", time.process_time())
+
+        def _type_at_once(self) -> None:
+            # A user who types at once: the keys go to the prompt like the terminal's.
+            self.main_screen.query_one(PromptArea).focus()
+            for key, character in [*((c, c) for c in "hello"), ("enter", "\r")]:
+                self.post_message(events.Key(key, character))
 
         def _check_connected(self) -> None:
             if self.client is not None and "backend_ready" not in marks:
                 marks["backend_ready"] = time.time()
-                self.exit()
+                backend = getattr(self.connection, "backend", None)
+                cpu["backend_cpu_to_ready"] = (backend.timings if backend else {}).get("cpu", 0)
 
-    ProbeApp(EmbeddedConnection(settings)).run(headless=True, size=(120, 40))
-    print(json.dumps(marks))
+    ProbeApp(connection).run(headless=True, size=(120, 40))
+    print(json.dumps({"marks": marks, "cpu": cpu}))
 
 
 def first_screen(runs: int) -> list[dict[str, float]]:
-    """Seconds from spawn to first screen and to backend ready, per run (each in a fresh data dir)."""
+    """Seconds from spawn to each mark, per run (each in a fresh data dir)."""
     results = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="agent-tui-bench-") as data:
-            began = time.time()
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.bench_tui", "--child-first-screen", data],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=120,
-            ).stdout
-            marks = json.loads(out.strip().splitlines()[-1])
-            results.append({name: stamp - began for name, stamp in marks.items()})
+    with _fake_model_process(20) as model_url:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="agent-tui-bench-") as data:
+                began = time.time()
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.bench_tui",
+                        "--child-first-screen",
+                        data,
+                        model_url,
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=120,
+                ).stdout
+                child = json.loads(out.strip().splitlines()[-1])
+                results.append(
+                    {name: stamp - began for name, stamp in child["marks"].items()} | child["cpu"]
+                )
     return results
 
 
@@ -271,7 +325,9 @@ async def stream_and_keys(runs: int, deltas: int) -> list[dict[str, Any]]:
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_until(pilot, lambda: app.client is not None, 60, "backend")
             pane = app.main_screen.query_one(ChatPane)
-            for _ in range(runs):
+            # Run 0 is a warm-up, not recorded: its turn also waits for the backend's
+            # first import of the model SDK (the launch figures report that).
+            for run in range(runs + 1):
                 # A fresh session per run: the same turn each time, not a growing conversation.
                 previous_session = pane.session_id
                 await pilot.press("ctrl+n")
@@ -348,6 +404,9 @@ async def stream_and_keys(runs: int, deltas: int) -> list[dict[str, Any]]:
                 await wait_until(pilot, lambda: pane.status == "idle" and not pane.busy, 30, "idle")
                 latencies = [(h - p) * 1000 for p, h in zip(posted, handled, strict=False)]
                 paint_latencies = [(d - p) * 1000 for p, d in zip(posted, painted, strict=False)]
+                app.main_screen.query_one(PromptArea).clear()
+                if run == 0:
+                    continue
                 results.append(
                     {
                         "send_to_full_text_s": ended - began,
@@ -363,7 +422,6 @@ async def stream_and_keys(runs: int, deltas: int) -> list[dict[str, Any]]:
                         else float("nan"),
                     }
                 )
-                app.main_screen.query_one(PromptArea).clear()
     PromptArea._on_key = original_on_key  # type: ignore[method-assign]
     ChatView.stream_text = original_stream_text  # type: ignore[method-assign]
     return results
@@ -381,17 +439,20 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--launch-runs", type=int, default=5, help="runs of the launch figures")
     parser.add_argument("--quick", action="store_true", help="one run of each measurement")
     parser.add_argument("--deltas", type=int, default=2000)
-    parser.add_argument("--child-first-screen", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child-first-screen", nargs=2, metavar=("DIR", "MODEL_URL"), help=argparse.SUPPRESS
+    )
     parser.add_argument(
         "--child-fake-model", nargs=2, type=int, metavar=("PORT", "DELTAS"), help=argparse.SUPPRESS
     )
     args, _unknown = parser.parse_known_args(argv)
     if args.quick:
-        args.runs = 1
+        args.runs = args.launch_runs = 1
     if args.child_first_screen:
-        _child_first_screen(args.child_first_screen)
+        _child_first_screen(*args.child_first_screen)
         return 0
     if args.child_fake_model:
         _child_fake_model(*args.child_fake_model)
@@ -400,12 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from bench.common import table
 
-    screens = first_screen(args.runs)
-    tmux = first_screen_tmux(args.runs)
+    screens = first_screen(args.launch_runs)
+    tmux = first_screen_tmux(args.launch_runs)
     streams = asyncio.run(stream_and_keys(args.runs, args.deltas))
 
     first = _median([r["first_screen"] for r in screens])
     ready = _median([r["backend_ready"] for r in screens if "backend_ready" in r])
+    accepted = _median([r["message_accepted"] for r in screens if "message_accepted" in r])
+    replied = _median([r["first_reply"] for r in screens if "first_reply" in r])
     full = _median([r["send_to_full_text_s"] for r in streams])
     key_p50 = _median([r["key_p50_ms"] for r in streams])
     key_max = max(r["key_max_ms"] for r in streams)
@@ -416,7 +479,21 @@ def main(argv: list[str] | None = None) -> int:
             f"≤ {TARGET_FIRST_SCREEN_S} s",
             "ok" if first <= TARGET_FIRST_SCREEN_S else "MISSED",
         ],
-        ["launch → embedded backend ready", f"{ready:.3f} s", "(after the first frame)", ""],
+        ["launch → embedded backend ready", f"{ready:.3f} s", "", ""],
+        [
+            "launch → first message accepted (typed at launch)",
+            f"{accepted:.3f} s",
+            f"≤ {TARGET_READY_S} s",
+            "ok" if accepted <= TARGET_READY_S else "MISSED",
+        ],
+        ["launch → first reply token (SDK loaded lazily)", f"{replied:.3f} s", "", ""],
+        [
+            "CPU seconds: app → first screen / backend → ready",
+            f"{_median([r['app_cpu_to_first_screen'] for r in screens]):.3f} / "
+            f"{_median([r['backend_cpu_to_ready'] for r in screens]):.3f} s",
+            "(two processes, two cores)",
+            "",
+        ],
     ]
     if tmux:
         tmux_median = _median(tmux)
@@ -458,7 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(
         table(
-            f"agent-tui TUI, median of {args.runs} runs", ["figure", "measured", "target", ""], rows
+            f"agent-tui TUI, median of {args.runs} runs ({args.launch_runs} for the launch figures)",
+            ["figure", "measured", "target", ""],
+            rows,
         )
     )
     print(f"keys sampled per run: {[r['keys'] for r in streams]}")

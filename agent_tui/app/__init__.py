@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 LOG_FILENAME = "agent-tui.log"
 
 
-def _log_to_file(settings: Settings) -> None:
+def log_to_file(settings: Settings) -> None:
+    """Send the log to ``agent-tui.log`` in the data directory, not the terminal."""
     # The terminal belongs to the app: a log line on stderr would tear the screen.
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,15 +56,29 @@ def make_connection(
     return RemoteConnection(remote_url, api_key)
 
 
-def run_app(*, settings: Settings, remote_url: str | None, api_key: str | None) -> int:
-    """Run the app until the user quits; return the process exit code."""
-    _log_to_file(settings)
+def run_app(
+    *,
+    settings: Settings,
+    remote_url: str | None,
+    api_key: str | None,
+    typed_ahead: list[str] | None = None,
+) -> int:
+    """Run the app until the user quits; return the process exit code.
+
+    ``typed_ahead``: messages typed and sent with Enter before the app had the
+    terminal (``typeahead.keep_typeahead``); they are sent like any other.
+    """
+    log_to_file(settings)
+    connection = make_connection(settings, remote_url, api_key)
+    connection.prestart()  # the embedded backend loads in its own process while Textual does
     from agent_tui.app.app import AgentApp
     from agent_tui.app.prompt_history import HISTORY_FILENAME
 
     app = AgentApp(
-        make_connection(settings, remote_url, api_key),
+        connection,
         history_path=settings.data_dir / HISTORY_FILENAME,
+        open_last_session=settings.start_session == "last",
+        typed_ahead=typed_ahead,
     )
     app.run()
     return app.return_code or 0

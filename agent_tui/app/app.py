@@ -38,9 +38,21 @@ class AgentApp(App[int]):
     # Every screen gets -short below 30 rows: dialogs tighten so that 24 rows hold them.
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
-    def __init__(self, connection: BackendConnection, *, history_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        connection: BackendConnection,
+        *,
+        open_last_session: bool = True,
+        typed_ahead: list[str] | None = None,
+        history_path: Path | None = None,
+    ) -> None:
+        """``open_last_session``: at launch, show the most recent session (else a new
+        one). ``typed_ahead``: messages sent before the app had the terminal.
+        ``history_path``: where ↑ in the prompt finds earlier runs' prompts."""
         super().__init__()
         self.connection = connection
+        self.open_last_session = open_last_session
+        self.typed_ahead = list(typed_ahead or [])
         self.client: AgentClient | None = None
         # What ↑ in the prompt recalls from earlier runs (None: this run only).
         self.prompt_history = PromptHistory(history_path) if history_path is not None else None
@@ -61,7 +73,7 @@ class AgentApp(App[int]):
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self) -> None:
         """Start (embedded) or reach (remote) the backend, asking the user what is missing."""
-        from agent_tui.app.screens.connect_error import ConnectErrorScreen
+        from agent_tui.app.screens.connect_error import ConnectErrorScreen, explain
         from agent_tui.app.screens.first_run import FirstRunScreen
 
         connection = self.connection
@@ -87,8 +99,16 @@ class AgentApp(App[int]):
         try:
             self.client = await connection.open()
         except Exception as exc:
+            reason, hint = explain(connection.mode, exc)
+            main.backend_failed(reason)
+            waiting = len(main.chat.outbox.texts)
+            if waiting:
+                reason += (
+                    f"\n\n{waiting} message{'s' if waiting > 1 else ''} waiting to be sent: "
+                    "kept, and sent once the backend is ready (Retry)."
+                )
             retry = await self.push_screen_wait(
-                ConnectErrorScreen.for_error(connection.mode, connection.label, exc)
+                ConnectErrorScreen(connection.mode, connection.label, reason, hint)
             )
             if retry:
                 self.connect()
@@ -98,7 +118,7 @@ class AgentApp(App[int]):
         main.backend_ready(connection.label, connection.limitations())
 
     async def on_unmount(self) -> None:
-        # The embedded backend runs on this loop: stop it before the loop ends.
+        # Stop the embedded backend (its process) with the app.
         await self.connection.close()
 
     def action_keys(self) -> None:

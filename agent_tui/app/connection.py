@@ -35,6 +35,10 @@ class BackendConnection(Protocol):
         """Sentences about what will not work here (no bwrap, ...)."""
         ...
 
+    def prestart(self) -> None:
+        """Begin whatever ``open`` will wait for, before the app has loaded (may do nothing)."""
+        ...
+
     async def open(self) -> AgentClient:
         """Start or dial the backend and return a client that reached it."""
         ...
@@ -86,12 +90,35 @@ class EmbeddedConnection:
             )
         return notes
 
-    async def open(self) -> AgentClient:
-        from agent_tui.client import AgentClient
+    def prestart(self) -> None:
+        """Spawn the backend's process now, before the app has loaded, so that both load
+        at once (on two cores). Skipped when the model still needs setting up; a
+        failure here is left for ``open()`` to report on screen."""
+        if self.backend is not None or self.needs_model_setup():
+            return
         from agent_tui.embedded import EmbeddedBackend
 
-        self.backend = EmbeddedBackend(self.settings)
-        base_url, api_key, transport = await self.backend.start()
+        backend = EmbeddedBackend(self.settings)
+        try:
+            backend.spawn()
+        except Exception:
+            return
+        self.backend = backend
+
+    async def open(self) -> AgentClient:
+        from agent_tui.embedded import EmbeddedBackend
+
+        if self.backend is None or self.backend.settings != self.settings:
+            if self.backend is not None:
+                await self.backend.stop()
+            self.backend = EmbeddedBackend(self.settings)
+        try:
+            base_url, api_key, transport = await self.backend.start()
+        except BaseException:
+            self.backend = None  # a retry starts afresh
+            raise
+        from agent_tui.client import AgentClient  # start() loaded it in a thread
+
         self.api_key = api_key
         self.client = AgentClient(base_url, api_key, transport=transport)
         return self.client
@@ -124,6 +151,9 @@ class RemoteConnection:
 
     def limitations(self) -> list[str]:
         return []
+
+    def prestart(self) -> None:
+        pass  # dialling is quick; open() does it
 
     async def open(self) -> AgentClient:
         from agent_tui.client import AgentApiError, AgentClient

@@ -2,8 +2,11 @@
 
 Importing the anthropic SDK takes seconds (its generated types package is
 large), which neither ``agent-tui serve`` nor the embedded app should wait for
-before answering. ``warm()`` starts the import in a thread right after start-up,
-so by the first turn it is normally done.
+before answering. ``warm()`` starts the import in a thread: ``serve`` calls it
+right after start-up, the embedded backend a moment after it is ready (so the
+import does not slow its first requests). The first turn starts the import
+itself if nobody did, and waits for it: a turn never fails because the SDK is
+not loaded.
 """
 
 from __future__ import annotations

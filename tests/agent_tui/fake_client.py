@@ -710,8 +710,12 @@ class FakeConnection:
         needs_setup: bool = False,
         open_error: Exception | None = None,
         limitations: list[str] | None = None,
+        gate: asyncio.Event | None = None,
     ) -> None:
+        """``gate``: ``open()`` waits for it (a backend still starting), then fails
+        with ``open_error`` if there is one (once), else connects."""
         self.client = client or FakeAgentClient()
+        self.gate = gate
         self.api_key: str | None = self.client.api_key
         self.needs_setup = needs_setup
         self.saved: tuple[str, str] | None = None
@@ -730,8 +734,13 @@ class FakeConnection:
     def limitations(self) -> list[str]:
         return list(self._limitations)
 
+    def prestart(self) -> None:
+        pass
+
     async def open(self) -> FakeAgentClient:
         self.open_calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
         if self.open_error is not None:
             error, self.open_error = self.open_error, None
             raise error

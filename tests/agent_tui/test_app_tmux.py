@@ -140,3 +140,35 @@ def test_a_bad_remote_url_is_explained_on_screen(
         assert "EXITED 1" in screen and "Traceback" not in screen
     finally:
         tmux.kill()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_typed_at_launch_streams_a_reply_and_comes_back_after_a_relaunch(
+    tmux_available: None, tmp_path: Path, fake_model: FakeAnthropic, size: tuple[int, int]
+) -> None:
+    width, height = size
+    command = app_command(tmp_path, fake_model)
+    tmux = Tmux(command, width=width, height=height)
+    try:
+        # At once, before the app has drawn anything: the terminal holds the keys.
+        tmux.type("hello")
+        tmux.keys("Enter")
+        screen = tmux.wait_for("You said: hello", seconds=30)
+        assert "Welcome to agent-tui" not in screen
+        tmux.wait_for(lambda s: "● idle" in s)
+        tmux.keys("C-q")
+        tmux.wait_for("EXITED 0")
+    finally:
+        tmux.kill()
+
+    tmux = Tmux(command, width=width, height=height)
+    try:
+        # No key pressed: the last conversation is on screen again.
+        screen = tmux.wait_for(lambda s: "You said: hello" in s and "connected" in s, seconds=30)
+        lines = screen.splitlines()
+        assert any("█ hello" in line for line in lines), screen
+        assert "● idle" in lines[-2], screen  # the status line is not covered
+        tmux.keys("C-q")
+        tmux.wait_for("EXITED 0")
+    finally:
+        tmux.kill()

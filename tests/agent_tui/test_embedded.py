@@ -7,6 +7,9 @@ import json
 import shutil
 import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +179,64 @@ async def test_a_second_embedded_backend_on_the_same_data_dir_is_refused(
     third = EmbeddedBackend(settings)
     await third.start()
     await third.stop()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in state  # exited, waiting to be reaped
+
+
+def test_the_backend_process_ends_when_the_app_is_killed(settings: Settings) -> None:
+    """No orphan backend (holding sandboxes and the data dir) when the app dies hard."""
+    from agent_tui.embedded_child import settings_to_json
+
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, json, sys\n"
+            "from agent_tui.embedded import EmbeddedBackend\n"
+            "from agent_tui.embedded_child import settings_from_json\n"
+            "backend = EmbeddedBackend(settings_from_json(json.loads(sys.argv[1])))\n"
+            "async def main():\n"
+            "    await backend.start()\n"
+            "    print(backend.pid, flush=True)\n"
+            "    await asyncio.sleep(3600)\n"
+            "asyncio.run(main())\n",
+            json.dumps(settings_to_json(settings)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        pid = int(app.stdout.readline())
+        assert not _gone(pid)
+        app.kill()
+        app.wait(10)
+        deadline = time.monotonic() + 20
+        while not _gone(pid):
+            assert time.monotonic() < deadline, "the backend outlived the app"
+            time.sleep(0.05)
+    finally:
+        app.kill()
+
+
+async def test_a_backend_package_in_the_current_directory_is_not_imported(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`agent-tui` run inside a project with a `backend/` package of its own."""
+    project = tmp_path / "project"
+    (project / "backend").mkdir(parents=True)
+    (project / "backend" / "__init__.py").write_text("raise SystemExit('the wrong backend')\n")
+    monkeypatch.chdir(project)
+    backend = EmbeddedBackend(settings)
+    try:
+        base_url, api_key, transport = await backend.start()
+        async with AgentClient(base_url, api_key, transport=transport) as client:
+            assert (await client.health())["status"] == "ok"
+    finally:
+        await backend.stop()

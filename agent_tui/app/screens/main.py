@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -19,6 +21,7 @@ from agent_tui.app.screens.model_picker import ModelPickerScreen
 from agent_tui.app.screens.text_input import TextInputScreen
 from agent_tui.app.widgets.chat_pane import ChatPane
 from agent_tui.app.widgets.connection_banner import ConnectionBanner
+from agent_tui.app.widgets.outbox import WAITING_FOR_RECONNECT, WAITING_FOR_START
 from agent_tui.app.widgets.permission_prompt import PermissionPrompt, PermissionTray
 from agent_tui.app.widgets.sessions_pane import SessionsPane, session_title
 from agent_tui.app.widgets.status_line import StatusLine
@@ -26,10 +29,19 @@ from agent_tui.app.widgets.status_line import StatusLine
 if TYPE_CHECKING:
     from agent_tui.app.app import AgentApp
     from agent_tui.client import AgentClient, SessionHandle
+    from backend.schemas import SessionOut
+
+log = logging.getLogger(__name__)
 
 SESSION_LIST_REFRESH_SECONDS = 15.0
 # How often other sessions are checked for tool calls waiting on the user.
 PERMISSION_POLL_SECONDS = 3.0
+# Events that end a turn or the session: a watched session is marked or updated on them.
+_TURN_END_STATUS = {
+    "session.idle": "idle",
+    "session.error": "error",
+    "session.terminated": "terminated",
+}
 RECONNECT_MESSAGE = "⚠ Lost the connection to the backend: reconnecting… Nothing is lost; events resume when it is back."
 
 
@@ -56,6 +68,9 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._auto_titles: set[str] = set()
+        self._watching: set[str] = set()  # sessions followed in the background until idle
+        # Set when the backend becomes ready: the next sessions load sends the outbox.
+        self._flush_after_load = False
 
     @property
     def agent_app(self) -> AgentApp:
@@ -95,6 +110,9 @@ class MainScreen(Screen[None]):
         self.set_interval(1.0, self._show_rate_limit)
         self.set_interval(SESSION_LIST_REFRESH_SECONDS, self._refresh_in_background)
         self._fit_to_width(self.app.size.width)
+        typed_ahead, self.agent_app.typed_ahead = self.agent_app.typed_ahead, []
+        for text in typed_ahead:
+            self.chat.submit(text)  # the backend is not ready yet: they wait in the outbox
 
     def on_resize(self) -> None:
         self._fit_to_width(self.size.width)
@@ -108,19 +126,29 @@ class MainScreen(Screen[None]):
     # ---- the app tells the screen how the backend is doing
 
     def backend_starting(self, label: str) -> None:
-        """The backend is being started or dialled."""
+        """The backend is being started or dialled: messages typed now wait in the outbox."""
         self.status.connection = "starting"
         self.status.progress = label
         self.sessions.option_list.loading = True
+        self.chat.outbox.hold(WAITING_FOR_START)
+
+    def backend_failed(self, reason: str) -> None:
+        """The backend could not be started or reached: waiting messages stay, with the reason."""
+        self.status.connection = "failed"
+        self.status.progress = ""
+        self.chat.outbox.fail(reason)
 
     def backend_ready(self, mode_label: str, limitations: list[str]) -> None:
-        """Connected: load the sessions and open the most recent one."""
+        """Connected: load the sessions, open the most recent one (unless the user
+        asked to start on a new session), then send what waits in the outbox."""
         self.status.connection = "connected"
         self.status.progress = ""
         self.status.mode = mode_label
         for text in limitations:
             self.notify(text, title="Limited", severity="warning", timeout=12)
-        self._load_sessions(open_latest=True)
+        self.chat.outbox.release()
+        self._flush_after_load = True
+        self._load_sessions(open_latest=self.agent_app.open_last_session)
 
     # ---- sessions
 
@@ -140,23 +168,97 @@ class MainScreen(Screen[None]):
             sessions, _cursor = await client.list_sessions(limit=100, background=background)
         except Exception as exc:
             self.notify(describe(exc), title="Sessions", severity="error")
+            self._flush_after_start()  # the list failed; the waiting messages need not
             return
         finally:
             self.sessions.option_list.loading = False
         self.sessions.show_sessions(sessions)
+        self._watch_running(sessions)
         target = select_id
         if target is None and open_latest and self.chat.handle is None and sessions:
             target = sessions[0].id
         if target is not None:
             self.open_session(target)
+        self._flush_after_start()
+
+    def _flush_after_start(self) -> None:
+        # Here, not in backend_ready: first the list and the session to open, if any.
+        if self._flush_after_load:
+            self._flush_after_load = False
+            self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        """Send the oldest waiting message if the backend and the open session can take it.
+
+        Called when the backend is ready, when the followed session turns idle and
+        when a lost connection is back; one message per turn, in order.
+        """
+        outbox = self.chat.outbox
+        if outbox.holding or not outbox.texts or self.client is None or self._creating():
+            return
+        chat = self.chat
+        if chat.handle is not None and chat.chat.loading:
+            return  # a session is opening: its status, once loaded, calls this again
+        if chat.handle is None or chat.status in ("terminated", "error"):
+            # No session to send to (or one that cannot take messages): make one for it.
+            text = outbox.pop()
+            if text is not None:
+                self._create_session(text, from_outbox=True)
+            return
+        if chat.busy or chat.status not in ("idle", "paused"):
+            return  # a turn runs (or the sandbox starts): its end calls this again
+        text = outbox.pop()
+        if text is not None:
+            chat.send(text)
+
+    def _creating(self) -> bool:
+        return any(w.group == "create" and w.is_running for w in self.workers)
+
+    # ---- sessions running out of sight
+
+    def _watch_running(self, sessions: Iterable[SessionOut]) -> None:
+        for session in sessions:
+            if session.status == "running" and session.id != self.chat.session_id:
+                self._watch(session.id, session.last_event_id)
+
+    def _watch(self, session_id: str, after: int) -> None:
+        """Follow a session that is not on screen until its turn ends, then mark it."""
+        if session_id in self._watching or self.client is None:
+            return
+        self._watching.add(session_id)
+        self.run_worker(
+            self._watch_until_idle(session_id, after), group="watch", exit_on_error=False
+        )
+
+    async def _watch_until_idle(self, session_id: str, after: int) -> None:
+        assert self.client is not None
+        events = self.client.session(session_id).follow_events(after=after)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    status = _TURN_END_STATUS.get(event.type)
+                    if status is None:
+                        continue
+                    self.sessions.set_status(session_id, status)
+                    if session_id != self.chat.session_id:
+                        self.sessions.mark_finished(session_id)
+                    return
+        except Exception as exc:  # the list's next refresh shows the status anyway
+            log.info("stopped watching session %s: %s", session_id, exc)
+        finally:
+            self._watching.discard(session_id)
 
     def open_session(self, session_id: str) -> None:
         """Show ``session_id`` in the chat pane (history, then live events)."""
         client = self.client
         if client is None:
             return
-        if self.chat.session_id == session_id:
+        chat = self.chat
+        if chat.session_id == session_id:
             return
+        if chat.handle is not None and (chat.busy or chat.status in ("running", "starting")):
+            # Leaving a session mid-turn: keep an eye on it to mark it when it finishes.
+            self._watch(chat.handle.id, chat.last_seq)
         handle: SessionHandle = client.session(session_id)
         self.sessions.mark_current(session_id)
         session = self.sessions.sessions.get(session_id)
@@ -182,14 +284,14 @@ class MainScreen(Screen[None]):
         self._create_session(event.text)
 
     @work(exclusive=True, group="create", exit_on_error=False)
-    async def _create_session(self, first_message: str | None) -> None:
+    async def _create_session(self, first_message: str | None, from_outbox: bool = False) -> None:
         client = self.client
         if client is None:
             self.notify(
                 "Still connecting to the backend; try again in a moment.", severity="warning"
             )
             if first_message:
-                self.chat.prompt.load_text(first_message)
+                self._give_back(first_message, "not connected", from_outbox)
             return
         self.status.progress = "creating session…"
 
@@ -207,7 +309,7 @@ class MainScreen(Screen[None]):
                 describe(exc), title="Could not create a session", severity="error", timeout=10
             )
             if first_message:
-                self.chat.prompt.load_text(first_message)
+                self._give_back(first_message, describe(exc), from_outbox)
             return
         self.status.progress = ""
         if handle.info is not None:
@@ -219,6 +321,16 @@ class MainScreen(Screen[None]):
         else:
             self.notify("New session ready.", timeout=3)
         self.chat.prompt.focus()
+
+    def _give_back(self, text: str, reason: str, from_outbox: bool) -> None:
+        """A message that could not be sent returns to the prompt; one from the outbox
+        returns there instead if the user is already typing something else."""
+        prompt = self.chat.prompt
+        if from_outbox and prompt.text.strip():
+            self.chat.outbox.add(text, first=True)
+            self.chat.outbox.fail(f"could not create a session: {reason}")
+        else:
+            prompt.load_text(text)
 
     def _current_session_id(self) -> str | None:
         """The session an action applies to: the one open in the chat, else the highlighted one."""
@@ -348,6 +460,8 @@ class MainScreen(Screen[None]):
             self.status.sandbox_state = event.sandbox_state
         if event.status == "running":
             self._auto_title(event.session_id)
+        elif event.status in ("idle", "paused", "terminated", "error"):
+            self._flush_outbox()
 
     def _auto_title(self, session_id: str) -> None:
         # A session made with Ctrl+N has no title; name it after its first message.
@@ -383,12 +497,16 @@ class MainScreen(Screen[None]):
     @on(ChatPane.ConnectionChanged)
     def _connection_changed(self, event: ChatPane.ConnectionChanged) -> None:
         if event.state == "reconnecting":
+            self.chat.outbox.hold(WAITING_FOR_RECONNECT)
             if not self.banner.shown:
                 self.banner.show_message(RECONNECT_MESSAGE)
                 self.notify("Lost the connection to the backend; reconnecting.", severity="warning")
             self.status.connection = "reconnecting"
         elif event.state == "connected":
             self.status.connection = "connected"
+            if self.chat.outbox.holding and self.client is not None:
+                self.chat.outbox.release()
+                self._flush_outbox()
             if self.banner.shown:
                 self.banner.hide()
                 self.notify("Reconnected to the backend.", timeout=4)

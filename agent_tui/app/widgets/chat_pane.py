@@ -19,6 +19,7 @@ from agent_tui.app.session_status import STATUS_EVENTS, apply_status_event
 from agent_tui.app.widgets.agent_blocks import AgentBlocks
 from agent_tui.app.widgets.chat_view import ChatView
 from agent_tui.app.widgets.completion_hint import CompletionHint
+from agent_tui.app.widgets.outbox import Outbox
 from agent_tui.app.widgets.permission_prompt import PermissionTray
 from agent_tui.app.widgets.prompt import PromptArea
 
@@ -140,6 +141,7 @@ class ChatPane(Vertical):
         yield Static(WELCOME, id="chat-welcome")
         yield Static("● the agent is working: Esc interrupts", id="turn-indicator", markup=False)
         yield PermissionTray(id="permission-tray")
+        yield Outbox(id="outbox")
         yield PromptArea(
             id="prompt", placeholder="Message the agent (Enter: send, Ctrl+J: new line)"
         )
@@ -222,6 +224,10 @@ class ChatPane(Vertical):
     @property
     def prompt(self) -> PromptArea:
         return self.query_one(PromptArea)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.query_one(Outbox)
 
     @property
     def session_id(self) -> str | None:
@@ -408,6 +414,10 @@ class ChatPane(Vertical):
             self.notify(f"Unknown command {text.split()[0]}; /help lists them.", severity="warning")
             return
         self.hint.show([])
+        if self.outbox.holding:  # the backend is starting or away: the screen sends it later
+            self.prompt.remember(text)
+            self.outbox.add(text)
+            return
         if self.handle is None:
             self.prompt.remember(text)
             self.post_message(self.NeedsSession(text))

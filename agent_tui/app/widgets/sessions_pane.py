@@ -28,13 +28,21 @@ STATUS_ICON = {
 }
 
 
+# Replaces the status icon of a session whose turn finished while it was not on screen.
+FINISHED_MARK = "✔"
+
+
 def session_title(session: SessionOut) -> str:
     """The title to show: the session's own, else a short form of its id."""
     return session.title or f"Session {session.id[:8]}"
 
 
 class SessionsPane(Vertical):
-    """The list of sessions; posts ``Selected`` when the user opens one."""
+    """The list of sessions; posts ``Selected`` when the user opens one.
+
+    A session whose turn finished while another one was on screen is marked
+    (``finished``) until it is opened: the app makes no sound, this is the signal.
+    """
 
     DEFAULT_CSS = """
     SessionsPane {
@@ -58,6 +66,7 @@ class SessionsPane(Vertical):
         super().__init__(id=id)
         self.sessions: dict[str, SessionOut] = {}
         self.current_id: str | None = None
+        self.finished: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Label("Sessions", id="sessions-heading")
@@ -76,6 +85,8 @@ class SessionsPane(Vertical):
         title = "[b $text-accent]$title[/]" if current else "$title"
         # A session waiting for the user's approval of a tool call says so.
         waiting = " [b $warning]⚠ approve[/]" if session.pending_permission_count else ""
+        if session.id in self.finished:
+            icon, style, title = FINISHED_MARK, "$accent", "[b]$title[/]"
         return Content.from_markup(
             f"[bold {style}]{icon}[/] {title}{waiting}\n  [dim]$status · $when[/dim]",
             title=session_title(session),
@@ -114,9 +125,19 @@ class SessionsPane(Vertical):
         if session is not None and session.status != status:
             self.update_session(session.model_copy(update={"status": status}))
 
+    def mark_finished(self, session_id: str) -> None:
+        """Mark a session whose turn ended out of sight (cleared when it is opened)."""
+        self.finished.add(session_id)
+        if session_id in self.sessions:
+            self.option_list.replace_option_prompt(
+                session_id, self._prompt(self.sessions[session_id])
+            )
+
     def mark_current(self, session_id: str | None) -> None:
         """Show which session the chat pane is following."""
         previous, self.current_id = self.current_id, session_id
+        if session_id is not None:
+            self.finished.discard(session_id)
         for sid in (previous, session_id):
             if sid in self.sessions:
                 self.option_list.replace_option_prompt(sid, self._prompt(self.sessions[sid]))

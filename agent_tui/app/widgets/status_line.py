@@ -24,7 +24,12 @@ _SANDBOX_STYLE = {
     "paused": "$text-muted",
     "error": "$error",
 }
-_CONNECTION_STYLE = {"connected": "$success", "reconnecting": "$error", "starting": "$warning"}
+_CONNECTION_STYLE = {
+    "connected": "$success",
+    "reconnecting": "$error",
+    "starting": "$warning",
+    "failed": "$error",
+}
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
