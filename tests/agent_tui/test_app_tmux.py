@@ -28,30 +28,33 @@ class Tmux:
 
     def __init__(self, command: str, *, width: int = 120, height: int = 40) -> None:
         self.name = f"agent-tui-test-{uuid.uuid4().hex[:8]}"
+        # A tmux server of its own: the shared default one exits with its last session,
+        # racing the next test's `tmux new` ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", self.name]
         # The trailing echo shows the exit code once the app has quit.
         script = f"{command}; echo EXITED $?; sleep 30"
         subprocess.run(
-            ["tmux", "new", "-d", "-s", self.name, "-x", str(width), "-y", str(height), script],
+            [*self.tmux, "new", "-d", "-s", self.name, "-x", str(width), "-y", str(height), script],
             check=True,
         )
 
     def screen(self) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-t", self.name],
             capture_output=True,
             text=True,
             check=False,
         ).stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
 
     def resize(self, width: int, height: int) -> None:
         subprocess.run(
-            ["tmux", "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)],
+            [*self.tmux, "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)],
             check=True,
         )
 
@@ -68,7 +71,7 @@ class Tmux:
             time.sleep(0.1)
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -165,9 +168,9 @@ def test_typed_at_launch_streams_a_reply_and_comes_back_after_a_relaunch(
     try:
         # No key pressed: the last conversation is on screen again.
         screen = tmux.wait_for(lambda s: "You said: hello" in s and "connected" in s, seconds=30)
-        lines = screen.splitlines()
+        lines = [line for line in screen.splitlines() if line.strip()]
         assert any("█ hello" in line for line in lines), screen
-        assert "● idle" in lines[-2], screen  # the status line is not covered
+        assert "● idle" in lines[-2], screen  # the status line, above the footer
         tmux.keys("C-q")
         tmux.wait_for("EXITED 0")
     finally:
