@@ -365,6 +365,7 @@ async def test_background_refreshes_do_not_spend_the_users_rate_limit(
         monkeypatch.setattr(client, "list_sessions", counting)
         # Let whatever the user's actions started settle, then note the budget.
         await wait_until(pilot, lambda: calls >= 2, SLOW, "background refreshes")
+        await pilot.pause(1.1)  # the status line reads the client once a second
         shown = status.rate_remaining
         left = client.last_rate_limit.remaining if client.last_rate_limit else None
         await wait_until(pilot, lambda: calls >= 5, SLOW, "more background refreshes")
