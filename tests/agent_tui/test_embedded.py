@@ -240,3 +240,12 @@ async def test_a_backend_package_in_the_current_directory_is_not_imported(
             assert (await client.health())["status"] == "ok"
     finally:
         await backend.stop()
+
+
+def test_settings_reach_the_backend_process_unchanged(settings: Settings) -> None:
+    from agent_tui.embedded_child import settings_from_json, settings_to_json
+    from backend.settings import RateLimit
+
+    custom = settings.replace(rate_limit_default=RateLimit(5, 7), local_sandbox_network=None)
+    wire = json.loads(json.dumps(settings_to_json(custom)))
+    assert settings_from_json(wire) == custom
