@@ -48,7 +48,7 @@ EMBEDDED_KEY_SCOPES = ["sessions", "admin"]
 
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:
-    """``Settings`` as JSON (paths as strings, rate limits as pairs)."""
+    """``Settings`` as JSON (paths, rate limits and tuples tagged, to come back as such)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
@@ -56,6 +56,8 @@ def settings_to_json(settings: Settings) -> dict[str, Any]:
             value = {"path": str(value)}
         elif isinstance(value, RateLimit):
             value = {"rate": [value.limit, value.window_seconds]}
+        elif isinstance(value, tuple):
+            value = {"tuple": list(value)}
         out[f.name] = value
     return out
 
@@ -68,6 +70,8 @@ def settings_from_json(data: dict[str, Any]) -> Settings:
             value = Path(value["path"])
         elif isinstance(value, dict) and "rate" in value:
             value = RateLimit(*value["rate"])
+        elif isinstance(value, dict) and "tuple" in value:
+            value = tuple(value["tuple"])
         values[name] = value
     return Settings(**values)
 

@@ -246,6 +246,10 @@ def test_settings_reach_the_backend_process_unchanged(settings: Settings) -> Non
     from agent_tui.embedded_child import settings_from_json, settings_to_json
     from backend.settings import RateLimit
 
-    custom = settings.replace(rate_limit_default=RateLimit(5, 7), local_sandbox_network=None)
+    custom = settings.replace(
+        rate_limit_default=RateLimit(5, 7),
+        local_sandbox_network=None,
+        anthropic_models=("claude-a", "claude-b"),
+    )
     wire = json.loads(json.dumps(settings_to_json(custom)))
     assert settings_from_json(wire) == custom
