@@ -26,7 +26,7 @@ from backend.ratelimit import RateLimiter, open_rate_limiter
 from backend.replica import configure_replica_id
 from backend.sessions.actor import ActorDeps
 from backend.sessions.registry import SessionRegistry
-from backend.settings import Settings
+from backend.settings import Settings, SettingsError
 from backend.store import Store, open_store
 from sandbox.base import SandboxProvider
 
@@ -137,6 +137,16 @@ def _document_security(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def check_replicas_settings(settings: Settings) -> None:
+    """Replicas mode shares state through PostgreSQL and Redis: refuse half of it."""
+    if settings.uses_redis and settings.sqlite_path is not None:
+        raise SettingsError(
+            "REDIS_URL turns on replicas mode, which needs a PostgreSQL DATABASE_URL "
+            "(postgresql://...) shared by every replica; SQLite is for one process. "
+            "Unset REDIS_URL, or set DATABASE_URL to PostgreSQL."
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -145,7 +155,12 @@ def create_app(
     provider: SandboxProvider | None = None,
     agent: Any | None = None,
 ) -> FastAPI:
-    """The ASGI app. Services not given are opened from ``settings`` at start-up."""
+    """The ASGI app. Services not given are opened from ``settings`` at start-up.
+
+    With ``REDIS_URL`` (replicas mode) the sessions' leases, event streams and
+    commands are shared with the other replicas on the same PostgreSQL and Redis.
+    """
+    check_replicas_settings(settings)
     # The process's replica id, fixed once (generated unless configured): the
     # X-Replica-ID header, log lines and every component see the same one.
     settings = settings.replace(replica_id=configure_replica_id(settings.replica_id))
@@ -169,7 +184,15 @@ def create_app(
             stack.push_async_callback(the_provider.close)
             the_agent = agent or open_agent(settings)
             stack.push_async_callback(the_agent.aclose)
-            registry = SessionRegistry(ActorDeps(settings, the_store, the_provider, the_agent))
+            cluster = None
+            if settings.uses_redis:
+                from backend.sessions.cluster import Cluster
+
+                cluster = Cluster(settings, the_store)  # type: ignore[arg-type]
+                stack.push_async_callback(cluster.close)
+            registry = SessionRegistry(
+                ActorDeps(settings, the_store, the_provider, the_agent, cluster=cluster)
+            )
             app.state.services = Services(
                 settings=settings,
                 store=the_store,
@@ -183,8 +206,9 @@ def create_app(
             await registry.start()
             stack.push_async_callback(registry.close)
             log.info(
-                "ready: replica=%s store=%s limiter=%s sandbox=%s (%s)",
+                "ready: replica=%s%s store=%s limiter=%s sandbox=%s (%s)",
                 settings.replica_id,
+                " (replicas mode, Redis)" if cluster is not None else "",
                 type(the_store).__name__,
                 type(the_limiter).__name__,
                 the_provider.name,

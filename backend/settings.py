@@ -126,6 +126,7 @@ class Settings:
     # Scale-out: replicas of `serve` share PostgreSQL and this Redis (redis:// or rediss://)
     redis_url: str = ""
     replica_id: str = ""  # "" = generated at start-up (host name + pid + random)
+    drain_seconds: float = 30.0  # on shutdown, how long running turns may take to end
 
     # Rate limits
     upstash_redis_rest_url: str = ""
@@ -242,6 +243,7 @@ class Settings:
             "modal_sweep_seconds": ("SANDBOX_SWEEP_SECONDS", float),
             "actor_idle_evict_seconds": ("ACTOR_IDLE_EVICT_SECONDS", float),
             "key_cache_ttl_seconds": ("KEY_CACHE_TTL_SECONDS", float),
+            "drain_seconds": ("AGENT_TUI_DRAIN_SECONDS", float),
             "rate_limit_timeout_seconds": ("RATE_LIMIT_TIMEOUT_SECONDS", float),
             "max_active_sessions": ("MAX_ACTIVE_SESSIONS", int),
             "local_sandbox_max_processes": ("LOCAL_SANDBOX_MAX_PROCESSES", int),

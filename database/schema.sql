@@ -101,6 +101,17 @@ CREATE TABLE usage_records (
 CREATE INDEX usage_records_user_created_idx ON usage_records (user_id, created_at);
 
 -- ---------------------------------------------------------------------------
+-- 002_session_leases
+
+CREATE TABLE session_leases (
+    session_id  uuid PRIMARY KEY,
+    owner       text NOT NULL,
+    token       bigint NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX session_leases_expires_idx ON session_leases (expires_at);
+
+-- ---------------------------------------------------------------------------
 -- 003_agent_features
 -- ---------------------------------------------------------------------------
 -- {"thinking": bool, "permissionMode": "auto"|"ask"|"read-only", "allowedTools": [...]}
@@ -125,6 +136,7 @@ CREATE INDEX permission_requests_session_idx ON permission_requests (session_id,
 
 INSERT INTO schema_migrations (version, checksum) VALUES
     ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2'),
+    ('002_session_leases', '161785fa4145adc413eac699830dcf6317a9d43e27c9661f92852ec55ae435c4'),
     ('003_agent_features', '0b6b621fefa135b8a7f6e8fe95ed4dd98f4ed29a5d5277a9efcd29d5e72fa3d8');
 
 COMMIT;

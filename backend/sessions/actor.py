@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import events as ev
 from backend.agent.types import ModelError, TurnResult
@@ -24,6 +24,7 @@ from backend.errors import (
     ApiError,
     ModelFailed,
     SandboxError,
+    ServiceUnavailable,
     SessionBusy,
     SessionFailed,
     SessionTerminated,
@@ -50,6 +51,13 @@ from backend.settings import Settings
 from backend.store.base import Store
 from sandbox.base import FileEntry, Sandbox, SandboxProvider, SnapshotLost
 
+if TYPE_CHECKING:
+    from backend.sessions.cluster import Cluster
+    from backend.sessions.lease import HeldLease
+
+# The stop reason of a turn whose replica died (or shut down) before it ended.
+STOP_LOST = "lost"
+
 log = logging.getLogger("agent_tui.sessions")
 
 
@@ -61,6 +69,10 @@ class ActorDeps:
     store: Store
     provider: SandboxProvider
     agent: Any  # backend.agent.loop.AgentLoop (imported lazily: it pulls in the SDK)
+    # Replicas mode (REDIS_URL): leases, shared event streams, forwarded commands.
+    cluster: Cluster | None = None
+    # Set when the server shuts down: no new turns here (clients retry elsewhere).
+    draining: bool = False
 
 
 class SessionActor:
@@ -72,13 +84,30 @@ class SessionActor:
         self._store = deps.store
         self._provider = deps.provider
         self._settings = deps.settings
-        self.events = EventLog(
-            record.id,
-            store=deps.store,
-            last_seq=record.last_seq,
-            buffer_size=deps.settings.event_buffer_size,
-            follower_queue_size=deps.settings.follower_queue_size,
-        )
+        self._cluster = deps.cluster
+        self.events: EventLog
+        if deps.cluster is not None:
+            from backend.sessions.redis_events import RedisEventLog
+
+            self.events = RedisEventLog(
+                record.id,
+                store=deps.store,
+                cluster=deps.cluster,
+                last_seq=record.last_seq,
+                buffer_size=deps.settings.event_buffer_size,
+                follower_queue_size=deps.settings.follower_queue_size,
+            )
+        else:
+            self.events = EventLog(
+                record.id,
+                store=deps.store,
+                last_seq=record.last_seq,
+                buffer_size=deps.settings.event_buffer_size,
+                follower_queue_size=deps.settings.follower_queue_size,
+            )
+        # Replicas mode: the lease while this replica works on the session.
+        self._lease: HeldLease | None = None
+        self._abandoned = False
         self._mailbox = asyncio.Lock()
         self._sandbox: Sandbox | None = None
         self._sandbox_started: float | None = None
@@ -116,6 +145,8 @@ class SessionActor:
         await self._store.update_session(self.id, changes)
 
     async def _emit(self, type_: str, data: dict[str, Any] | None = None) -> ev.Event:
+        if self._abandoned:
+            raise SessionBusy("The session moved to another server", details={"sessionId": self.id})
         self.last_used = time.monotonic()
         event = await self.events.publish(
             type_, data if data is not None else {"sessionId": self.id}
@@ -164,6 +195,153 @@ class SessionActor:
             [UsageRecord(new_id(), self.record.user_id, event_type, quantity, utcnow(), self.id)]
         )
 
+    # ------------------------------------------------------------------ replicas mode
+
+    @property
+    def holds_lease(self) -> bool:
+        """This replica works on the session now (replicas mode)."""
+        return self._lease is not None
+
+    async def refresh(self) -> None:
+        """Replicas mode: reload the record, which other replicas may have changed.
+        A no-op while this replica holds the lease (its record is the truth)."""
+        if self._cluster is None or self._lease is not None:
+            return
+        record = await self._store.get_session(self.id)
+        if record is None:
+            return
+        self.record = record
+        self.events.last_seq = max(self.events.last_seq, record.last_seq)
+        sandbox = self._sandbox
+        if sandbox is not None and (
+            record.sandbox_id != sandbox.id or record.sandbox_state != "ready"
+        ):
+            # Paused, resumed or deleted elsewhere: this handle is stale.
+            self._sandbox = None
+            self._sandbox_started = None
+
+    def adopt_lease(self, lease: HeldLease) -> None:
+        """Hold ``lease`` (taken by the registry before creating the session)."""
+        self._lease = lease
+        lease.keep(on_lost=self._lease_lost)
+
+    def _lease_lost(self) -> None:
+        # Another replica may own the session now: stop writing to it.
+        self._abandoned = True
+        for task in (self._turn, self._setup):
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def _take_lease(self, wait: float = 0.0) -> HeldLease | None:
+        """Replicas mode: take the lease, then reload the record and take over the
+        event numbering. None when another replica holds it (after ``wait`` s)."""
+        assert self._cluster is not None
+        if self._lease is not None:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            lease = await self._cluster.leases.acquire(self.id)
+            if lease is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if lease is None:
+            return None
+        try:
+            await self.refresh()
+            await self.events.sync(self.record.last_seq)
+        except BaseException:
+            await lease.release()
+            raise
+        self._abandoned = False
+        self.adopt_lease(lease)
+        return lease
+
+    async def _claim(self, wait: float = 0.0) -> None:
+        """Replicas mode: hold the lease for a command, or answer ``SESSION_BUSY``."""
+        if self._cluster is None:
+            return
+        if await self._take_lease(wait) is None:
+            await self.refresh()
+            self._check_not_busy()
+            raise SessionBusy(
+                "The session is busy on another replica",
+                details={"sessionId": self.id, "status": self.record.status},
+            )
+
+    async def _unclaim(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()
+
+    @property
+    def _lost(self) -> bool:
+        return self._abandoned or (self._lease is not None and self._lease.lost)
+
+    async def recover(self) -> bool:
+        """Replicas mode: end what a dead replica left running on this session (its
+        lease expired): a turn ends with ``message.complete`` (stopReason ``lost``)
+        and ``session.idle``; a sandbox being created, with ``session.error``.
+        Return whether this replica did it."""
+        async with self._mailbox:
+            if self._cluster is None or self._turn is not None or self._setup_running:
+                return False
+            if await self._take_lease() is None:
+                return False
+            try:
+                if self.record.status == RUNNING:
+                    await self._end_lost_turn()
+                elif self.record.status == STARTING:
+                    await self._fail(
+                        "SANDBOX_ERROR",
+                        "The server creating the sandbox stopped; start a new session",
+                    )
+                else:
+                    return False
+            finally:
+                await self._unclaim()
+            return True
+
+    async def _end_lost_turn(self) -> None:
+        messages = await self._store.list_messages(self.id, limit=2)
+        assistant = next(
+            (m for m in reversed(messages) if m.role == "assistant" and m.stop_reason is None),
+            None,
+        )
+        if assistant is not None:
+            await self._store.update_message(assistant.id, {"stop_reason": STOP_LOST})
+            await self._emit(
+                ev.MESSAGE_COMPLETE,
+                {
+                    "messageId": assistant.id,
+                    "role": "assistant",
+                    "content": assistant.content,
+                    "stopReason": STOP_LOST,
+                    "usage": assistant.usage,
+                },
+            )
+        await self._set_status(IDLE, ev.SESSION_IDLE)
+        self._log("the turn was lost with its server; ended it")
+
+    async def abandon(self) -> None:
+        """Shutdown after the drain bound: stop this replica's work on the session
+        without a word, then free the lease, so another replica ends it as lost."""
+        self._abandoned = True
+        await self.close()
+        await self._unclaim()
+
+    def local_tasks(self) -> list[asyncio.Task[None]]:
+        """The turn and set-up running in this process."""
+        return [t for t in (self._turn, self._setup) if t is not None and not t.done()]
+
+    @property
+    def busy_here(self) -> bool:
+        """A turn or a sandbox set-up runs in this process."""
+        return (self._turn is not None and not self._turn.done()) or self._setup_running
+
+    @property
+    def _setup_running(self) -> bool:
+        return self._setup is not None and not self._setup.done()
+
     # ------------------------------------------------------------------ set-up
 
     def start_setup(self, *, repo: str | None, git_token: str | None) -> None:
@@ -171,6 +349,13 @@ class SessionActor:
         self._setup = asyncio.create_task(self._run_setup(repo, git_token), name=f"setup-{self.id}")
 
     async def _run_setup(self, repo: str | None, git_token: str | None) -> None:
+        try:
+            await self._setup_sandbox(repo, git_token)
+        finally:
+            git_token = None
+            await self._unclaim()
+
+    async def _setup_sandbox(self, repo: str | None, git_token: str | None) -> None:
         async def progress(message: str) -> None:
             await self._emit(ev.SESSION_PROGRESS, {"message": message})
 
@@ -265,26 +450,41 @@ class SessionActor:
         """Start a turn; return the assistant message id and the ``session.running``
         event (followers subscribed before the call see every event of the turn)."""
         async with self._mailbox:
+            if self._deps.draining:
+                raise ServiceUnavailable(
+                    "This server is shutting down; retry (another replica takes the turn)",
+                    retry_after=1,
+                )
             self._check_not_busy()
-            was_paused = self.record.status == PAUSED
-            running = await self._emit(ev.SESSION_RUNNING)
-            await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+            await self._claim()
             try:
-                await self._ensure_sandbox()
-            except ApiError as exc:
-                await self._emit(ev.ERROR, exc.body()["error"])
-                if self.record.status == RUNNING:
-                    await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
-                elif self.record.status == ERROR:
-                    await self._emit(ev.SESSION_IDLE)
+                return await self._start_turn(content)
+            except BaseException:
+                if self._turn is None:
+                    await self._unclaim()
                 raise
-            if was_paused:
-                await self._emit(ev.SESSION_RESUMED)
-            message_id = new_id()
-            self._turn = asyncio.create_task(
-                self._run_turn(content, message_id), name=f"turn-{self.id}"
-            )
-            return message_id, running
+
+    async def _start_turn(self, content: str) -> tuple[str, ev.Event]:
+        self._check_not_busy()
+        was_paused = self.record.status == PAUSED
+        running = await self._emit(ev.SESSION_RUNNING)
+        await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+        try:
+            await self._ensure_sandbox()
+        except ApiError as exc:
+            await self._emit(ev.ERROR, exc.body()["error"])
+            if self.record.status == RUNNING:
+                await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
+            elif self.record.status == ERROR:
+                await self._emit(ev.SESSION_IDLE)
+            raise
+        if was_paused:
+            await self._emit(ev.SESSION_RESUMED)
+        message_id = new_id()
+        self._turn = asyncio.create_task(
+            self._run_turn(content, message_id), name=f"turn-{self.id}"
+        )
+        return message_id, running
 
     async def _run_turn(self, content: str, message_id: str) -> None:
         now = utcnow()
@@ -353,10 +553,12 @@ class SessionActor:
                     },
                 )
         finally:
-            if self.record.status == RUNNING:
+            if self.record.status == RUNNING and not self._lost:
                 with contextlib.suppress(Exception):
                     await self._set_status(IDLE, ev.SESSION_IDLE)
             self._turn = None
+            with contextlib.suppress(Exception):
+                await self._unclaim()
 
     async def _history(self) -> list[dict[str, Any]]:
         history: list[dict[str, Any]] = []
@@ -369,6 +571,9 @@ class SessionActor:
     async def _finish_turn(
         self, assistant: MessageRecord, result: TurnResult | None, *, stop_reason: str
     ) -> None:
+        if self._lost:
+            # Another replica ends this turn (as lost); write nothing more.
+            raise SessionBusy("The session moved to another server", details={"sessionId": self.id})
         result = result or TurnResult(stop_reason=stop_reason, text="")
         usage = result.usage
         assistant.content = result.text
@@ -422,7 +627,7 @@ class SessionActor:
         """Stop the running turn, if any; return whether one was running."""
         turn = self._turn
         if turn is None or turn.done():
-            return False
+            return await self._forward("interrupt") == {"interrupted": True}
         self.permissions.interrupting = True  # a request the turn waits on is denied
         turn.cancel()
         # The agent loop turns the cancellation into stop_reason "interrupted" and the
@@ -440,32 +645,56 @@ class SessionActor:
         """Snapshot the sandbox and stop it (status ``paused``)."""
         async with self._mailbox:
             self._check_not_busy()
-            if self.record.status == PAUSED:
-                return
-            sandbox = await self._ensure_sandbox()
-            await self._save(sandbox_state="pausing")
+            await self._claim()
             try:
-                snapshot_id = await self._provider.pause(sandbox)
-            except Exception as exc:
-                await self._save(sandbox_state="ready")
-                raise SandboxError(_sandbox_message(exc, "Could not pause the sandbox")) from exc
-            await self._detach_sandbox()
-            await self._set_status(
-                PAUSED, ev.SESSION_PAUSED, sandbox_state="paused", snapshot_id=snapshot_id
-            )
-            self._log(f"paused{' (idle)' if auto else ''}: snapshot {snapshot_id}")
+                await self._pause(auto)
+            finally:
+                await self._unclaim()
+
+    async def _pause(self, auto: bool) -> None:
+        self._check_not_busy()
+        if self.record.status == PAUSED:
+            return
+        if auto and self._cluster is not None:
+            idle = (utcnow() - self.record.last_activity_at).total_seconds()
+            if idle < self._settings.sandbox_idle_pause_seconds:
+                return  # used on another replica meanwhile
+        sandbox = await self._ensure_sandbox()
+        await self._save(sandbox_state="pausing")
+        try:
+            snapshot_id = await self._provider.pause(sandbox)
+        except Exception as exc:
+            await self._save(sandbox_state="ready")
+            raise SandboxError(_sandbox_message(exc, "Could not pause the sandbox")) from exc
+        await self._detach_sandbox()
+        await self._set_status(
+            PAUSED, ev.SESSION_PAUSED, sandbox_state="paused", snapshot_id=snapshot_id
+        )
+        self._log(f"paused{' (idle)' if auto else ''}: snapshot {snapshot_id}")
 
     async def resume(self) -> None:
         """Start the sandbox from its snapshot (status ``idle``)."""
         async with self._mailbox:
             self._check_not_busy()
-            if self.record.status != PAUSED:
+            if self.record.status != PAUSED and self._cluster is None:
                 return
-            await self._ensure_sandbox()
-            await self._set_status(IDLE, ev.SESSION_RESUMED)
+            await self._claim()
+            try:
+                self._check_not_busy()
+                if self.record.status != PAUSED:
+                    return
+                await self._ensure_sandbox()
+                await self._set_status(IDLE, ev.SESSION_RESUMED)
+            finally:
+                await self._unclaim()
 
     async def rename(self, title: str) -> None:
         async with self._mailbox:
+            if self._cluster is not None and self._lease is None:
+                # Only the title: the rest of the record belongs to the lease holder.
+                await self._store.update_session(self.id, {"title": title})
+                self.record.title = title
+                return
             await self._save(title=title)
 
     async def update(
@@ -647,23 +876,51 @@ class SessionActor:
 
     async def terminate(self) -> None:
         """Stop everything and drop the sandbox; history stays readable. Idempotent."""
+        if self._turn is None and not self._setup_running:
+            if await self._forward("terminate") is not None:
+                await self.refresh()
+                if self.record.status == TERMINATED:
+                    return
         await self.interrupt()
         if self._setup is not None and not self._setup.done():
             self._setup.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._setup
         async with self._mailbox:
+            await self.refresh()
             if self.record.status == TERMINATED:
                 return
+            # A dead holder's lease expires within its TTL: wait that long for it.
+            await self._claim(wait=15.0 if self._cluster is not None else 0.0)
             try:
-                await self._provider.terminate(
-                    self.id, self.record.sandbox_id, self.record.snapshot_id
-                )
-            except Exception as exc:
-                # The session ends anyway; the periodic sweep retries the clean-up.
-                self._log(f"terminate failed, left to the sweep: {_sandbox_message(exc, 'error')}")
-            await self._detach_sandbox()
-            await self._set_status(TERMINATED, ev.SESSION_TERMINATED, sandbox_state="terminated")
+                await self._terminate()
+            finally:
+                await self._unclaim()
+
+    async def _forward(self, command: str) -> dict[str, Any] | None:
+        """Replicas mode: run ``command`` on the replica holding the lease, if
+        another one does; its answer, or None (no other holder, or it is dead)."""
+        if self._cluster is None:
+            return None
+        owner = await self._cluster.leases.owner_of(self.id)
+        if owner is None or owner == self._cluster.replica_id:
+            return None
+        try:
+            return await self._cluster.send_command(owner, command, self.id)
+        except TimeoutError:
+            log.warning("replica %s did not answer %s for %s", owner, command, self.id)
+            return None
+
+    async def _terminate(self) -> None:
+        if self.record.status == TERMINATED:
+            return
+        try:
+            await self._provider.terminate(self.id, self.record.sandbox_id, self.record.snapshot_id)
+        except Exception as exc:
+            # The session ends anyway; the periodic sweep retries the clean-up.
+            self._log(f"terminate failed, left to the sweep: {_sandbox_message(exc, 'error')}")
+        await self._detach_sandbox()
+        await self._set_status(TERMINATED, ev.SESSION_TERMINATED, sandbox_state="terminated")
 
     async def close(self) -> None:
         """Drop from memory (server shutdown, idle eviction): the sandbox keeps running."""
@@ -692,11 +949,35 @@ class SessionActor:
                 "The session is still starting", details={"sessionId": self.id, "status": STARTING}
             )
         async with self._mailbox:
-            was_paused = self.record.status == PAUSED
-            sandbox = await self._ensure_sandbox()
-            if was_paused:
-                await self._set_status(IDLE, ev.SESSION_RESUMED)
-            return sandbox
+            if self._sandbox is not None:
+                return self._sandbox
+            if self._cluster is not None:
+                sandbox = await self._attach_for_reading()
+                if sandbox is not None:
+                    return sandbox
+                await self._claim()
+            try:
+                was_paused = self.record.status == PAUSED
+                sandbox = await self._ensure_sandbox()
+                if was_paused:
+                    await self._set_status(IDLE, ev.SESSION_RESUMED)
+                return sandbox
+            finally:
+                await self._unclaim()
+
+    async def _attach_for_reading(self) -> Sandbox | None:
+        """Replicas mode: reattach the running sandbox by its stored id, without the
+        lease (reading files does not change the session; a turn may run elsewhere)."""
+        rec = self.record
+        if rec.status == PAUSED or not rec.sandbox_id or rec.sandbox_state != "ready":
+            return None
+        try:
+            sandbox = await self._provider.attach(self.id, rec.sandbox_id)
+        except Exception as exc:
+            raise SandboxError(_sandbox_message(exc, "Could not reattach to the sandbox")) from exc
+        if sandbox is not None:
+            self._sandbox = sandbox  # not _attach: the running time is the holder's to count
+        return sandbox
 
     async def logs(self, tail: int) -> list[str]:
         try:
@@ -708,9 +989,14 @@ class SessionActor:
         ]
         return lines[-tail:] if tail else []
 
-    def follow(self, after_seq: int) -> AsyncIterator[bytes]:
-        """SSE frames of this session after ``after_seq``, following live."""
-        return self.events.frames(after_seq, keepalive=self._settings.keepalive_seconds)
+    async def follow(self, after_seq: int | None) -> AsyncIterator[bytes]:
+        """SSE frames of this session after ``after_seq`` (None: from now), following
+        live. Raises before the first frame when the stream cannot be followed."""
+        follower = self.events.subscribe()
+        await self.events.ready(follower)
+        return self.events.frames(
+            after_seq, keepalive=self._settings.keepalive_seconds, follower=follower
+        )
 
     @property
     def idle_for(self) -> float:

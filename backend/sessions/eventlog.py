@@ -61,11 +61,17 @@ class Follower:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.lagged = True
-            # Make room for the sentinel so the reader learns it must resync.
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(LAGGED)
+            self.offer_gap()
+
+    def offer_gap(self) -> None:
+        """This follower cannot get every event in order: it must resync."""
+        if self.lagged:
+            return
+        self.lagged = True
+        # Make room for the sentinel so the reader learns it must resync.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(LAGGED)
 
     def end(self) -> None:
         """Make the reader's stream end cleanly after what it already has."""
@@ -132,6 +138,16 @@ class EventLog:
         for follower in tuple(self._followers):
             follower.end()
 
+    async def head(self) -> int:
+        """The seq of the newest event (a live tail starts after it)."""
+        return self.last_seq
+
+    async def sync(self, known_seq: int) -> None:
+        """Take over the numbering after another process (replicas mode only)."""
+
+    async def ready(self, follower: Follower) -> None:
+        """Wait until ``follower`` is sure to get every event from now on (at once here)."""
+
     def subscribe(self) -> Follower:
         """A follower of events published from now on."""
         follower = Follower(self, self._follower_queue_size)
@@ -178,7 +194,7 @@ class EventLog:
 
     async def frames(
         self,
-        after_seq: int,
+        after_seq: int | None,
         *,
         keepalive: float,
         until: tuple[str, ...] = (),
@@ -188,11 +204,15 @@ class EventLog:
 
         Stops after an event whose type is in ``until`` (when given). Pass a
         ``follower`` subscribed earlier to be sure to see events published
-        between the subscription and this call.
+        between the subscription and this call. ``after_seq`` None: the live tail only.
         """
         follower = follower or self.subscribe()
-        last = after_seq
+        last = after_seq or 0
         try:
+            await self.ready(follower)
+            if after_seq is None:
+                after_seq = await self.head()
+            last = after_seq
             async for event in self.replay(after_seq):
                 yield event.frame()
                 last = event.seq

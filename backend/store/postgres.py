@@ -687,3 +687,80 @@ class PostgresStore:
             _DAY, start=start is not None, end=end is not None, session=session_id is not None
         )
         return summarise_usage(await self._fetch(statement, *args))
+
+    # leases (replicas mode: see backend/sessions/lease.py)
+
+    async def acquire_lease(self, session_id: str, owner: str, ttl: float) -> int | None:
+        """Take the session's lease for ``ttl`` seconds if it is free or expired;
+        return its token (rises with every new holder), or None if another holds it."""
+        row = await self._run(
+            lambda conn: conn.fetchrow(
+                """
+                INSERT INTO session_leases AS l (session_id, owner, token, expires_at)
+                VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+                ON CONFLICT (session_id) DO UPDATE
+                    SET owner = EXCLUDED.owner, token = l.token + 1,
+                        expires_at = EXCLUDED.expires_at
+                    WHERE l.expires_at < now()
+                RETURNING token
+                """,
+                require_id(session_id, "session_id"),
+                owner,
+                float(ttl),
+            )
+        )
+        return None if row is None else int(row[0])
+
+    async def renew_lease(self, session_id: str, owner: str, token: int, ttl: float) -> bool:
+        """Extend a held lease by ``ttl`` seconds from now; False if it was lost."""
+        row = await self._fetchrow(
+            """
+            UPDATE session_leases SET expires_at = now() + make_interval(secs => $4)
+            WHERE session_id = $1 AND owner = $2 AND token = $3 AND expires_at >= now()
+            RETURNING 1
+            """,
+            require_id(session_id, "session_id"),
+            owner,
+            token,
+            float(ttl),
+        )
+        return row is not None
+
+    async def release_lease(self, session_id: str, owner: str, token: int) -> None:
+        """Give the lease up (nothing happens if another holder has it now)."""
+        await self._execute(
+            "DELETE FROM session_leases WHERE session_id = $1 AND owner = $2 AND token = $3",
+            require_id(session_id, "session_id"),
+            owner,
+            token,
+            idempotent=True,
+        )
+
+    async def lease_owner(self, session_id: str) -> str | None:
+        """The replica holding the session's unexpired lease, or None."""
+        row = await self._fetchrow(
+            "SELECT owner FROM session_leases WHERE session_id = $1 AND expires_at >= now()",
+            require_id(session_id, "session_id"),
+        )
+        return None if row is None else str(row[0])
+
+    async def unleased_sessions(self, statuses: list[str]) -> list[str]:
+        """Ids of sessions in these statuses that no unexpired lease covers: their
+        runner died (or never took the lease)."""
+        rows = await self._fetch(
+            """
+            SELECT s.id FROM sessions s
+            LEFT JOIN session_leases l ON l.session_id = s.id AND l.expires_at >= now()
+            WHERE s.status = ANY($1::text[]) AND l.session_id IS NULL
+            """,
+            statuses,
+        )
+        return [str(row[0]) for row in rows]
+
+    async def last_event_seq(self, session_id: str) -> int:
+        """The highest stored seq of the session (0 without events)."""
+        row = await self._fetchrow(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE session_id = $1",
+            require_id(session_id, "session_id"),
+        )
+        return int(row[0]) if row is not None else 0

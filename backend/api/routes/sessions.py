@@ -286,7 +286,7 @@ async def follow_events(
     comes from the stored (completed) events. After a crash during a turn, seq numbering
     continues 100000 past the last stored event, so ids stay unique."""
     actor = await _actor(request, session_id, principal)
-    start = actor.events.last_seq
+    start: int | None = None  # the live tail only
     if last_event_id is not None:
         if not last_event_id.strip().isdigit():
             raise ValidationError(
@@ -296,7 +296,7 @@ async def follow_events(
         start = int(last_event_id)
     elif after is not None:
         start = after
-    return _stream(actor.follow(start))
+    return _stream(await actor.follow(start))
 
 
 @router.post("/{session_id}/interrupt", response_model=SessionStatus, responses=errors(400, 404))

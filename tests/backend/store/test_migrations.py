@@ -194,6 +194,7 @@ async def test_schema_sql_equals_the_migrations(pg_dsn: str) -> None:
         "events",
         "usage_records",
         "permission_requests",
+        "session_leases",
         "schema_migrations",
     }
     assert from_file == from_migrations

@@ -1,0 +1,260 @@
+"""``RedisEventLog``: a session's event stream shared by every replica (replicas mode).
+
+The replica holding the session's lease numbers each event once and appends it
+to a Redis stream with its seq as the entry id (``XADD key <seq>-0``). Redis
+refuses an id not above the stream's last one, which also fences a runner that
+lost its lease: its next event fails instead of forking the stream. Completed
+events are written to PostgreSQL first, as in the single-process ``EventLog``,
+so they outlive the stream (trimmed to ``MAXLEN``, expiring a week after the
+last event).
+
+Each replica runs one reader per followed session (``XREAD BLOCK`` on its own
+connection) that fans out to that replica's SSE followers through the same
+bounded queues and ``stream.resync`` rule as ``EventLog``. Replay after
+``Last-Event-ID`` reads the stream (``XRANGE``), and PostgreSQL for what is
+older than the stream's first entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.exceptions as redis_errors
+
+from backend.errors import ApiError
+from backend.events import Event
+from backend.records import EventRecord
+from backend.schemas import iso
+from backend.sessions.cluster import READ_BLOCK_MS, REDIS_DOWN, Cluster, redis_call
+from backend.sessions.eventlog import LAGGED, EventLog, Follower, _timestamp
+from backend.store.base import Store
+
+log = logging.getLogger("agent_tui.sessions")
+
+STREAM_TTL_SECONDS = 7 * 24 * 3600
+
+
+class LeaseLost(ApiError):
+    """This replica's turn lost the session's lease: another replica runs it now."""
+
+    status, code, default_message = 409, "SESSION_BUSY", "The session moved to another replica"
+
+
+def _seq(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.partition("-")[0])
+
+
+def _event(fields: dict[bytes, bytes]) -> Event:
+    return Event.from_json(json.loads(fields[b"e"]))
+
+
+class RedisEventLog(EventLog):
+    """``EventLog`` over a Redis stream; same interface for the actor and the routes."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        store: Store,
+        cluster: Cluster,
+        last_seq: int,
+        buffer_size: int = 5000,
+        follower_queue_size: int = 10_000,
+    ) -> None:
+        super().__init__(
+            session_id,
+            store=store,
+            last_seq=last_seq,
+            buffer_size=1,
+            follower_queue_size=follower_queue_size,
+        )
+        self._cluster = cluster
+        self._key = cluster.stream_key(session_id)
+        self._maxlen = max(buffer_size, 1000)
+        self._reader: asyncio.Task[None] | None = None
+        self._reader_started: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ writing (the runner)
+
+    async def publish(self, type_: str, data: dict[str, Any]) -> Event:
+        """Number, store (unless partial) and append one event to the stream."""
+        async with self._publishing:
+            seq = self.last_seq + 1
+            now = time.time()
+            event = Event(
+                type=type_,
+                seq=seq,
+                session_id=self.session_id,
+                timestamp=_timestamp(now),
+                data=data,
+            )
+            if not event.is_partial:
+                created = datetime.fromtimestamp(int(now * 1000) / 1000, UTC)
+                await self._store.append_events(
+                    [EventRecord(self.session_id, seq, event.type, event.data, created)]
+                )
+            self.last_seq = seq
+            payload = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False)
+            try:
+                async with redis_call("publish"):
+                    if event.is_partial:
+                        await self._xadd(self._cluster.redis, seq, payload)
+                    else:
+                        async with self._cluster.redis.pipeline(transaction=False) as pipe:
+                            self._xadd(pipe, seq, payload)
+                            pipe.expire(self._key, STREAM_TTL_SECONDS)
+                            await pipe.execute()
+            except redis_errors.ResponseError as exc:
+                if "equal or smaller" in str(exc):
+                    raise LeaseLost(details={"sessionId": self.session_id, "seq": seq}) from exc
+                raise
+            return event
+
+    def _xadd(self, client: Any, seq: int, payload: str) -> Any:
+        return client.xadd(
+            self._key, {"e": payload}, id=f"{seq}-0", maxlen=self._maxlen, approximate=True
+        )
+
+    async def sync(self, known_seq: int) -> None:
+        """Take over numbering (just after acquiring the lease): continue after the
+        highest of the stream's last entry, the last stored event and ``known_seq``,
+        and copy into the stream the stored events it lacks (a runner that died
+        between storing an event and appending it), so both replays agree."""
+        async with redis_call("sync"):
+            head = await self._stream_head()
+            stored = await self._store.last_event_seq(self.session_id)  # type: ignore[attr-defined]
+            if head and stored > head:
+                missing = await self._store.list_events(
+                    self.session_id, after_seq=head, limit=10_000
+                )
+                for record in missing:
+                    event = Event(
+                        type=record.type,
+                        seq=record.seq,
+                        session_id=record.session_id,
+                        timestamp=iso(record.created_at) or "",
+                        data=record.data,
+                    )
+                    payload = json.dumps(event.to_json(), separators=(",", ":"))
+                    with contextlib.suppress(redis_errors.ResponseError):
+                        await self._xadd(self._cluster.redis, record.seq, payload)
+        self.last_seq = max(head, stored, known_seq)
+
+    # ------------------------------------------------------------------ reading (any replica)
+
+    async def _stream_head(self) -> int:
+        last = await self._cluster.redis.xrevrange(self._key, "+", "-", count=1)
+        return _seq(last[0][0]) if last else 0
+
+    async def head(self) -> int:
+        """The seq of the newest event (live tail starts after it)."""
+        async with redis_call("head"):
+            return max(await self._stream_head(), self.last_seq)
+
+    def subscribe(self) -> Follower:
+        follower = super().subscribe()
+        if self._reader is None:
+            self._reader_started = asyncio.get_running_loop().create_future()
+            self._reader = asyncio.create_task(self._read(), name=f"events-{self.session_id}")
+        return follower
+
+    async def ready(self, follower: Follower) -> None:
+        """Wait until this replica's reader has fixed its position, so that every
+        event after it reaches ``follower``; ``RedisUnavailable`` when Redis is down."""
+        started = self._reader_started
+        if started is not None:
+            try:
+                await asyncio.shield(started)
+            except BaseException:
+                follower.close()
+                raise
+
+    async def _read(self) -> None:
+        started = self._reader_started
+        assert started is not None
+        try:
+            async with redis_call("follow"):
+                cursor = await self._stream_head()
+        except BaseException as exc:
+            self._reader = None
+            if not started.done():
+                started.set_exception(exc)
+                started.exception()  # retrieved: the waiters re-raise it
+            return
+        started.set_result(None)
+        blocking = self._cluster.blocking
+        while True:
+            if not self._followers:
+                self._reader = None  # no await since the check: a new follower starts a new reader
+                return
+            try:
+                reply = await blocking.xread(
+                    {self._key: f"{cursor}-0"}, count=1000, block=READ_BLOCK_MS
+                )
+            except asyncio.CancelledError:
+                self._reader = None
+                raise
+            except (*REDIS_DOWN, redis_errors.RedisError) as exc:
+                log.warning("event stream of %s: %s; followers resync", self.session_id, exc)
+                self._reader = None
+                for follower in tuple(self._followers):
+                    follower.lagged = True
+                    with contextlib.suppress(asyncio.QueueFull):
+                        follower.queue.put_nowait(LAGGED)
+                return
+            for _key, entries in reply or ():
+                for entry_id, fields in entries:
+                    seq = _seq(entry_id)
+                    event = _event(fields)
+                    if seq != cursor + 1 and cursor:
+                        # Trimmed past us, or renumbered after a lost stream: whoever
+                        # relies on continuity must replay from where they are.
+                        for follower in tuple(self._followers):
+                            follower.offer_gap()
+                    cursor = seq
+                    for follower in tuple(self._followers):
+                        follower.offer(event)
+
+    async def replay(self, after_seq: int) -> AsyncIterator[Event]:
+        """Events with seq > after_seq that already happened: PostgreSQL for what is
+        older than the stream's first entry, then the stream."""
+        cursor = after_seq
+        async with redis_call("replay"):
+            first = await self._cluster.redis.xrange(self._key, "-", "+", count=1)
+        first_seq = _seq(first[0][0]) if first else None
+        if first_seq is None or first_seq > cursor + 1:
+            while True:
+                batch = await self._store.list_events(self.session_id, after_seq=cursor, limit=500)
+                full = len(batch) == 500
+                batch = [r for r in batch if first_seq is None or r.seq < first_seq]
+                for record in batch:
+                    yield Event(
+                        type=record.type,
+                        seq=record.seq,
+                        session_id=record.session_id,
+                        timestamp=iso(record.created_at) or "",
+                        data=record.data,
+                    )
+                    cursor = record.seq
+                if not full or len(batch) < 500:
+                    break
+        while True:
+            async with redis_call("replay"):
+                entries = await self._cluster.redis.xrange(
+                    self._key, f"({cursor}-0", "+", count=1000
+                )
+            for entry_id, fields in entries:
+                seq = _seq(entry_id)
+                if seq > cursor:
+                    yield _event(fields)
+                    cursor = seq
+            if len(entries) < 1000:
+                return
