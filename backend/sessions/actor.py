@@ -308,7 +308,13 @@ class SessionActor:
             None,
         )
         if assistant is not None:
-            await self._store.update_message(assistant.id, {"stop_reason": STOP_LOST})
+            # Text streamed since the last stored step is only in the event stream.
+            streamed = await self.events.streamed_text(assistant.id)
+            if len(streamed) > len(assistant.content):
+                assistant.content = streamed
+            await self._store.update_message(
+                assistant.id, {"stop_reason": STOP_LOST, "content": assistant.content}
+            )
             await self._emit(
                 ev.MESSAGE_COMPLETE,
                 {

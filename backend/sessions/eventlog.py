@@ -142,6 +142,14 @@ class EventLog:
         """The seq of the newest event (a live tail starts after it)."""
         return self.last_seq
 
+    async def streamed_text(self, message_id: str) -> str:
+        """The partial text of ``message_id`` still held in memory."""
+        return "".join(
+            str(e.data.get("content", ""))
+            for e in self._buffer
+            if e.is_partial and e.data.get("messageId") == message_id
+        )
+
     async def sync(self, known_seq: int) -> None:
         """Take over the numbering after another process (replicas mode only)."""
 

@@ -148,6 +148,21 @@ class RedisEventLog(EventLog):
                         await self._xadd(self._cluster.redis, record.seq, payload)
         self.last_seq = max(head, stored, known_seq)
 
+    async def streamed_text(self, message_id: str) -> str:
+        """The text of ``message_id`` that followers saw, from the stream's partial
+        events (what a dead runner had not stored yet)."""
+        pieces: list[str] = []
+        async with redis_call("streamed_text"):
+            entries = await self._cluster.redis.xrevrange(self._key, "+", "-", count=self._maxlen)
+        for _entry_id, fields in entries:
+            event = _event(fields)
+            if event.type == "session.running":
+                break
+            data = event.data
+            if event.is_partial and data.get("messageId") == message_id:
+                pieces.append(str(data.get("content", "")))
+        return "".join(reversed(pieces))
+
     # ------------------------------------------------------------------ reading (any replica)
 
     async def _stream_head(self) -> int:
