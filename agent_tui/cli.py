@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="env AGENT_TUI_LOG_LEVEL"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N replicas behind this port (needs a PostgreSQL DATABASE_URL and REDIS_URL)",
+    )
+    # Internal: a worker of --workers, serving the listening socket it inherited.
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
 
     keys = commands.add_parser("keys", help="manage API keys on the configured database")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -174,6 +183,21 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.local_sandbox_network is None:
         settings = settings.replace(local_sandbox_network=False)
     configure_logging(settings.log_level)
+    if args.workers < 1:
+        print("agent-tui serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and (not settings.uses_redis or settings.sqlite_path is not None):
+        print(
+            f"agent-tui serve: --workers {args.workers} runs {args.workers} replicas that share "
+            "sessions through PostgreSQL and Redis.\n"
+            "  Set DATABASE_URL=postgresql://... and REDIS_URL=redis://... "
+            "(or run one process: --workers 1).",
+            file=sys.stderr,
+        )
+        return 2
+    from backend.app import check_replicas_settings
+
+    check_replicas_settings(settings)
     if settings.sandbox_provider == "local" and not settings.unsafe_local_sandbox:
         from sandbox.local import bwrap_available
 
@@ -195,6 +219,27 @@ def _serve(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.server import ApiServer
 
+    if args.workers > 1:
+        from backend.workers import run_workers
+
+        env = dict(os.environ)
+        env.update(
+            AGENT_TUI_HOST=settings.host,
+            AGENT_TUI_PORT=str(settings.port),
+            DATABASE_URL=settings.database_url,
+            SANDBOX_PROVIDER=settings.sandbox_provider,
+            AGENT_TUI_UNSAFE_LOCAL_SANDBOX=str(settings.unsafe_local_sandbox).lower(),
+            AGENT_TUI_LOG_LEVEL=settings.log_level,
+            LOCAL_SANDBOX_NETWORK=str(bool(settings.local_sandbox_network)).lower(),
+        )
+        return run_workers(
+            args.workers, settings.host, settings.port, env, stop_after=settings.drain_seconds + 15
+        )
+    sockets = None
+    if args.worker_fd is not None:
+        from backend.workers import worker_socket
+
+        sockets = [worker_socket(args.worker_fd)]
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -205,7 +250,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )
-    ApiServer(config, app=app).run()
+    ApiServer(config, app=app).run(sockets=sockets)
     return 0
 
 
