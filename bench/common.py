@@ -37,8 +37,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(env_overrides: dict[str, str], *, cpu: int | None = None) -> Iterator[Server]:
-    """Start ``agent-tui serve`` (optionally pinned to one CPU) with a fresh data dir and an admin key."""
+def serve(
+    env_overrides: dict[str, str], *, cpu: int | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Start ``agent-tui serve`` (optionally pinned to one CPU, with extra ``args``) with a
+    fresh data dir and an admin key."""
     tmp = Path(tempfile.mkdtemp(prefix="agent-tui-bench-"))
     port = free_port()
     env = {
@@ -59,7 +62,7 @@ def serve(env_overrides: dict[str, str], *, cpu: int | None = None) -> Iterator[
         check=True,
     )
     key = json.loads(created.stdout)["key"]
-    cmd = [str(BIN / "agent-tui"), "serve", "--port", str(port)]
+    cmd = [str(BIN / "agent-tui"), "serve", "--port", str(port), *args]
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     proc = subprocess.Popen(
@@ -80,6 +83,8 @@ def serve(env_overrides: dict[str, str], *, cpu: int | None = None) -> Iterator[
                 raise RuntimeError("serve did not start")
             time.sleep(0.05)
         _wait_until_idle(proc.pid)
+        for child in _children(proc.pid):  # --workers: each worker starts on its own
+            _wait_until_idle(child)
         yield Server(url=url, key=key, pid=proc.pid, env=env)
     finally:
         proc.terminate()
@@ -88,6 +93,11 @@ def serve(env_overrides: dict[str, str], *, cpu: int | None = None) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -112,6 +112,7 @@ class SessionRegistry:
         session_id = new_id()
         lease = None
         if self._cluster is not None:
+            await self._cluster.ping()  # 503 now rather than a session that cannot start
             # Taken before the row exists, so the reaper never sees it unleased.
             lease = await self._cluster.leases.acquire(session_id)
             if lease is None:
@@ -124,7 +125,14 @@ class SessionRegistry:
             raise
         if lease is not None:
             actor.adopt_lease(lease)
-        await actor.events.publish(ev.SESSION_CREATED, {"sessionId": actor.id})
+        try:
+            await actor.events.publish(ev.SESSION_CREATED, {"sessionId": actor.id})
+        except BaseException:
+            # Replicas mode, Redis lost meanwhile: free the lease; the reaper then
+            # ends the session (status error) like one whose server died.
+            if self._cluster is not None:
+                await actor.abandon()
+            raise
         actor.start_setup(repo=body.repo, git_token=body.git_token)
         return actor
 
