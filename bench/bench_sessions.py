@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -70,7 +71,11 @@ def stamped_model(deltas: int, delay: float = 0.0) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(5)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:  # streams still open: no graceful end needed
+            proc.kill()
+            proc.wait()
 
 
 def _stamps(text: str) -> list[int]:
@@ -351,6 +356,8 @@ async def failover(rows: list[list[object]], base_env: dict[str, str]) -> None:
             "ANTHROPIC_BASE_URL": model,
             "MAX_ACTIVE_SESSIONS": "100000",
             "RATE_LIMIT_SEND_MESSAGE": "100000/60",
+            # Local sandboxes: replicas on one host share the data directory.
+            "AGENT_TUI_DATA_DIR": tempfile.mkdtemp(prefix="agent-tui-bench-shared-"),
         }
         with serve(env) as runner, serve(env) as survivor:
             headers = {"Authorization": f"Bearer {runner.key}"}
@@ -374,10 +381,14 @@ async def failover(rows: list[list[object]], base_env: dict[str, str]) -> None:
                         if r.status_code == 200:
                             took = time.perf_counter() - killed
                             break
+                        body = (await r.aread()).decode()
+                        if r.status_code != 409 or "SESSION_BUSY" not in body:
+                            raise RuntimeError(f"next message: {r.status_code} {body}")
                     await asyncio.sleep(0.05)
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+                await b.post(f"/v1/sessions/{session_id}/interrupt", headers=headers)
     rows.append(
         [
             "failover: kill -9 of the runner → next message accepted on another replica",

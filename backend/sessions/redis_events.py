@@ -240,7 +240,8 @@ class RedisEventLog(EventLog):
 
     async def replay(self, after_seq: int) -> AsyncIterator[Event]:
         """Events with seq > after_seq that already happened: PostgreSQL for what is
-        older than the stream's first entry, then the stream."""
+        older than the stream's first entry, then the stream, then stored events the
+        stream lacks at its end."""
         cursor = after_seq
         async with redis_call("replay"):
             first = await self._cluster.redis.xrange(self._key, "-", "+", count=1)
@@ -272,4 +273,14 @@ class RedisEventLog(EventLog):
                     yield _event(fields)
                     cursor = seq
             if len(entries) < 1000:
-                return
+                break
+        # Stored events past the stream's end: a runner stored them, then lost Redis
+        # before appending them (the next lease holder copies them into the stream).
+        for record in await self._store.list_events(self.session_id, after_seq=cursor, limit=1000):
+            yield Event(
+                type=record.type,
+                seq=record.seq,
+                session_id=record.session_id,
+                timestamp=iso(record.created_at) or "",
+                data=record.data,
+            )
