@@ -91,3 +91,46 @@ async def test_busy_and_interrupt_across_replicas(two_replicas: tuple[Api, Api])
     assert complete and complete[0]["data"]["stopReason"] == "interrupted"
     r = await b.http.get(f"/v1/sessions/{session}", headers=b.auth(key))
     assert r.json()["status"] == "idle"
+
+
+async def test_idle_pause_runs_once_across_replicas(
+    tmp_path, fake_model, pg_dsn: str, redis_url: str, redis_prefix: str
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from tests.backend.api.conftest import api_for
+    from tests.backend.sessions.conftest import replica_settings
+
+    async with AsyncExitStack() as stack:
+        apis = []
+        for name in ("a", "b"):
+            settings = replica_settings(
+                tmp_path, fake_model.url, pg_dsn, redis_url, redis_prefix, name
+            ).replace(sandbox_idle_pause_seconds=1.0)
+            apis.append(await stack.enter_async_context(api_for(settings, fake_model)))
+        a, b = apis
+        key = await a.key()
+        session = await new_session(a, key)
+        # Followed from b: the pause made by whichever replica reaches it first.
+        events = await collect(
+            b,
+            "GET",
+            f"/v1/sessions/{session}/events",
+            key,
+            until="session.paused",
+            headers={"Last-Event-ID": "0"},
+        )
+        assert types(events).count("session.paused") == 1
+        for api in (a, b):
+            r = await api.http.get(f"/v1/sessions/{session}", headers=api.auth(key))
+            assert r.json()["status"] == "paused"
+        a.model.enqueue(reply().text("awake"))
+        turn = await collect(
+            a,
+            "POST",
+            f"/v1/sessions/{session}/messages",
+            key,
+            until="session.idle",
+            json={"content": "hi"},
+        )
+        assert "session.resumed" in types(turn)
