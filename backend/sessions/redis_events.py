@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,8 +53,28 @@ def _seq(entry_id: bytes | str) -> int:
     return int(text.partition("-")[0])
 
 
+@dataclass(frozen=True, slots=True)
+class _StreamedEvent(Event):
+    """An event read from the stream, with its JSON as stored: its SSE frame reuses
+    it instead of encoding the event again for every follower."""
+
+    raw: bytes = b""
+
+    def frame(self) -> bytes:
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.type.encode(), self.raw)
+
+
 def _event(fields: dict[bytes, bytes]) -> Event:
-    return Event.from_json(json.loads(fields[b"e"]))
+    raw = fields[b"e"]
+    data = json.loads(raw)
+    return _StreamedEvent(
+        type=data["type"],
+        seq=int(data["seq"]),
+        session_id=data["sessionId"],
+        timestamp=data["timestamp"],
+        data=data.get("data") or {},
+        raw=raw,
+    )
 
 
 class RedisEventLog(EventLog):

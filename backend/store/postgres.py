@@ -712,11 +712,12 @@ class PostgresStore:
         return None if row is None else int(row[0])
 
     async def renew_lease(self, session_id: str, owner: str, token: int, ttl: float) -> bool:
-        """Extend a held lease by ``ttl`` seconds from now; False if it was lost."""
+        """Extend a held lease by ``ttl`` seconds from now; False if it was lost. A late
+        renewal still succeeds while nobody took the lease (taking it changes the token)."""
         row = await self._fetchrow(
             """
             UPDATE session_leases SET expires_at = now() + make_interval(secs => $4)
-            WHERE session_id = $1 AND owner = $2 AND token = $3 AND expires_at >= now()
+            WHERE session_id = $1 AND owner = $2 AND token = $3
             RETURNING 1
             """,
             require_id(session_id, "session_id"),
