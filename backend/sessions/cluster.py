@@ -100,6 +100,7 @@ class Cluster:
                 await self._listening.wait()
 
     async def close(self) -> None:
+        await self.leases.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

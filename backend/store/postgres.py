@@ -727,6 +727,25 @@ class PostgresStore:
         )
         return row is not None
 
+    async def renew_leases(self, owner: str, leases: list[tuple[str, int]], ttl: float) -> set[str]:
+        """Extend the given (session id, token) leases of ``owner`` in one statement;
+        return the session ids renewed (the others were lost)."""
+        if not leases:
+            return set()
+        rows = await self._fetch(
+            """
+            UPDATE session_leases AS l SET expires_at = now() + make_interval(secs => $4)
+            FROM unnest($2::uuid[], $3::bigint[]) AS h(session_id, token)
+            WHERE l.session_id = h.session_id AND l.owner = $1 AND l.token = h.token
+            RETURNING l.session_id
+            """,
+            owner,
+            [require_id(sid, "session_id") for sid, _ in leases],
+            [token for _, token in leases],
+            float(ttl),
+        )
+        return {str(row[0]) for row in rows}
+
     async def release_lease(self, session_id: str, owner: str, token: int) -> None:
         """Give the lease up (nothing happens if another holder has it now)."""
         await self._execute(

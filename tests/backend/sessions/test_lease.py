@@ -44,12 +44,16 @@ async def test_a_kept_lease_outlives_its_ttl_and_a_lost_one_says_so(pg_dsn: str)
     try:
         session = str(uuid.uuid4())
         a, b = Leases(store, "a", ttl=0.6), Leases(store, "b", ttl=0.6)
+        other = str(uuid.uuid4())
+        kept_too = await a.acquire(other)  # one heartbeat renews every lease it holds
+        assert kept_too is not None
+        kept_too.keep()
         held = await a.acquire(session)
         assert held is not None
         lost = asyncio.Event()
         held.keep(on_lost=lost.set)
         await asyncio.sleep(1.5)  # well past one TTL: the heartbeat kept it
-        assert await b.acquire(session) is None
+        assert await b.acquire(session) is None and await b.acquire(other) is None
         # Someone deletes the row (an operator, or a bug): the holder learns it lost it.
         await store.release_lease(session, "a", held.token)
         await asyncio.wait_for(lost.wait(), 5)
@@ -57,4 +61,5 @@ async def test_a_kept_lease_outlives_its_ttl_and_a_lost_one_says_so(pg_dsn: str)
         await held.release()
         assert await b.acquire(session) is not None
     finally:
+        await a.close()
         await store.close()
