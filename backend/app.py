@@ -54,7 +54,11 @@ Where the contract is silent, this server:
   and 200 for interrupt and delete (idempotent);
 - answers `409 SESSION_FAILED` for the same calls on a session in status `error` (its sandbox
   could not be created, or was lost with no snapshot): its history stays readable;
-  `502 SANDBOX_ERROR` is for a provider failure during the request itself.
+  `502 SANDBOX_ERROR` is for a provider failure during the request itself;
+- in replicas mode (`REDIS_URL`), ends a turn whose server died with `message.complete`
+  (stopReason `lost`, the text streamed so far) and `session.idle`, from another replica;
+  answers `503 SERVICE_UNAVAILABLE` with `Retry-After` for a message sent to a replica that
+  is shutting down, and for routes that need Redis while it is unreachable.
 """
 
 
