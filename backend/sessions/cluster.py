@@ -39,6 +39,11 @@ COMMAND_TIMEOUT = 15.0
 # Seconds a blocking stream read waits before it checks whether anyone still listens.
 READ_BLOCK_MS = 2000
 
+# Connections per replica: short commands share a few; each followed session's
+# reader holds one of the other pool while it waits.
+SHORT_CONNECTIONS = 64
+BLOCKING_CONNECTIONS = 10_000
+
 REDIS_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 CommandHandler = Callable[[str, str], Awaitable[dict[str, Any]]]
@@ -69,16 +74,30 @@ class Cluster:
         self.prefix = settings.rate_limit_prefix
         self.leases = Leases(store, self.replica_id, LEASE_TTL)
         common: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 10}
-        # Short commands (XADD, XRANGE, PUBLISH) share one pool ...
-        self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5.0, **common)
-        # ... blocking reads (XREAD BLOCK, BLPOP, SUBSCRIBE) hold a connection each.
+        # Short commands (XADD, XRANGE, PUBLISH) share a bounded pool; a command
+        # that finds every connection busy waits for one (up to 5 s) ...
+        self.redis = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=SHORT_CONNECTIONS,
+                timeout=5.0,
+                socket_timeout=5.0,
+                **common,
+            )
+        )
+        # ... blocking reads (XREAD BLOCK, BLPOP, SUBSCRIBE) hold a connection each:
+        # one per session followed on this replica, so no small bound here.
         self.blocking = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=READ_BLOCK_MS / 1000 + 10, **common
+            settings.redis_url,
+            max_connections=BLOCKING_CONNECTIONS,
+            socket_timeout=READ_BLOCK_MS / 1000 + 10,
+            **common,
         )
         self._handler: CommandHandler | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._answering: set[asyncio.Task[None]] = set()
+        self.closing = False  # readers that fail now are being shut down, not broken
 
     # ------------------------------------------------------------------ names
 
@@ -100,6 +119,7 @@ class Cluster:
                 await self._listening.wait()
 
     async def close(self) -> None:
+        self.closing = True
         await self.leases.close()
         if self._listener is not None:
             self._listener.cancel()

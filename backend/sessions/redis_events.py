@@ -239,7 +239,8 @@ class RedisEventLog(EventLog):
                 self._reader = None
                 raise
             except (*REDIS_DOWN, redis_errors.RedisError) as exc:
-                log.warning("event stream of %s: %s; followers resync", self.session_id, exc)
+                if not self._cluster.closing:
+                    log.warning("event stream of %s: %s; followers resync", self.session_id, exc)
                 self._reader = None
                 for follower in tuple(self._followers):
                     follower.lagged = True
