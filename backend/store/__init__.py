@@ -18,7 +18,9 @@ def open_store(settings: Settings) -> Store:
     if path is None:
         from backend.store.postgres import PostgresStore
 
-        return PostgresStore(settings.database_url)
+        # Replicas mode adds lease and stream bookkeeping to every turn's start: a
+        # burst of turns needs more than the default 10 connections.
+        return PostgresStore(settings.database_url, max_size=20 if settings.uses_redis else 10)
     from backend.store.sqlite import SqliteStore
 
     return SqliteStore(path)
