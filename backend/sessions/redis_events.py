@@ -101,6 +101,10 @@ class RedisEventLog(EventLog):
         self._key = cluster.stream_key(session_id)
         self._maxlen = max(buffer_size, 1000)
         self._reader: asyncio.Task[None] | None = None
+        # The last seq this replica's publish offered its followers directly, and the
+        # last seq its followers were offered by either path.
+        self._delivered = 0
+        self._offered = 0
         self._reader_started: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ writing (the runner)
@@ -124,6 +128,14 @@ class RedisEventLog(EventLog):
                 )
             self.last_seq = seq
             payload = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False)
+            event = _StreamedEvent(
+                type=type_,
+                seq=seq,
+                session_id=self.session_id,
+                timestamp=event.timestamp,
+                data=data,
+                raw=payload.encode(),
+            )
             try:
                 async with redis_call("publish"):
                     if event.is_partial:
@@ -137,6 +149,12 @@ class RedisEventLog(EventLog):
                 if "equal or smaller" in str(exc):
                     raise LeaseLost(details={"sessionId": self.session_id, "seq": seq}) from exc
                 raise
+            # This replica's followers get it at once (its reader then skips it), unless
+            # the reader has yet to deliver earlier events: then it goes in order that way.
+            if not self._followers or self._offered >= seq - 1:
+                self._delivered = self._offered = seq
+                for follower in tuple(self._followers):
+                    follower.offer(event)
             return event
 
     def _xadd(self, client: Any, seq: int, payload: str) -> Any:
@@ -225,6 +243,7 @@ class RedisEventLog(EventLog):
                 started.set_exception(exc)
                 started.exception()  # retrieved: the waiters re-raise it
             return
+        self._offered = max(self._offered, cursor)  # what is older comes by replay
         started.set_result(None)
         blocking = self._cluster.blocking
         while True:
@@ -250,6 +269,9 @@ class RedisEventLog(EventLog):
             for _key, entries in reply or ():
                 for entry_id, fields in entries:
                     seq = _seq(entry_id)
+                    if seq <= self._delivered:
+                        cursor = seq  # published here and already offered
+                        continue
                     event = _event(fields)
                     if seq != cursor + 1 and cursor:
                         # Trimmed past us, or renumbered after a lost stream: whoever
@@ -257,6 +279,7 @@ class RedisEventLog(EventLog):
                         for follower in tuple(self._followers):
                             follower.offer_gap()
                     cursor = seq
+                    self._offered = max(self._offered, seq)
                     for follower in tuple(self._followers):
                         follower.offer(event)
 
