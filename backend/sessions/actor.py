@@ -268,6 +268,19 @@ class SessionActor:
                 details={"sessionId": self.id, "status": self.record.status},
             )
 
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        """Replicas mode: hold the lease for a command, unless this replica's own turn
+        holds it already (the mailbox then orders the command)."""
+        if self._cluster is None or self._lease is not None:
+            yield
+            return
+        await self._claim()
+        try:
+            yield
+        finally:
+            await self._unclaim()
+
     async def _unclaim(self) -> None:
         lease, self._lease = self._lease, None
         if lease is not None:
@@ -712,8 +725,9 @@ class SessionActor:
         permission_mode: str | None = None,
     ) -> None:
         """Change the title, the model or the agent options. A running turn keeps its
-        model; thinking and the permission mode apply from its next model or tool call."""
-        async with self._mailbox:
+        model; thinking and the permission mode apply from its next model or tool call.
+        In replicas mode, a turn running on another replica makes this SESSION_BUSY."""
+        async with self._mailbox, self._held():
             changes: dict[str, Any] = {}
             if title is not None:
                 changes["title"] = title
@@ -737,38 +751,42 @@ class SessionActor:
         data, or None when there was too little to compact. The transcript stays."""
         async with self._mailbox:
             self._check_not_busy()
-            messages = await self._store.list_messages(self.id)
-            if not messages:
-                return None
-            history = [m for message in messages for m in message.model_messages]
-            try:
-                marker = await self._deps.agent.compact(
-                    history=history,
-                    system_prompt=self.record.system_prompt,
-                    model=self.record.model,
-                )
-            except ModelError as exc:
-                raise ModelFailed(exc.code, exc.message, details=exc.details) from exc
-            if marker is None:
-                return None
-            last = messages[-1]
-            # After the last message's own model messages: a later history read
-            # replaces everything before the marker with the summary.
-            await self._store.update_message(
-                last.id, {"model_messages": [*last.model_messages, marker]}
+            async with self._held():
+                return await self._compact()
+
+    async def _compact(self) -> dict[str, Any] | None:
+        messages = await self._store.list_messages(self.id)
+        if not messages:
+            return None
+        history = [m for message in messages for m in message.model_messages]
+        try:
+            marker = await self._deps.agent.compact(
+                history=history,
+                system_prompt=self.record.system_prompt,
+                model=self.record.model,
             )
-            before, after = int(marker["tokensBefore"]), int(marker["tokensAfter"])
-            data = {
-                "messageId": last.id,
-                "method": marker["method"],
-                "automatic": False,
-                "tokensBefore": before,
-                "tokensAfter": after,
-                "tokensSaved": max(0, before - after),
-            }
-            await self._emit(ev.CONTEXT_COMPACTED, data)
-            self._log(f"context compacted on demand: {before} -> {after} tokens")
-            return data
+        except ModelError as exc:
+            raise ModelFailed(exc.code, exc.message, details=exc.details) from exc
+        if marker is None:
+            return None
+        last = messages[-1]
+        # After the last message's own model messages: a later history read
+        # replaces everything before the marker with the summary.
+        await self._store.update_message(
+            last.id, {"model_messages": [*last.model_messages, marker]}
+        )
+        before, after = int(marker["tokensBefore"]), int(marker["tokensAfter"])
+        data = {
+            "messageId": last.id,
+            "method": marker["method"],
+            "automatic": False,
+            "tokensBefore": before,
+            "tokensAfter": after,
+            "tokensSaved": max(0, before - after),
+        }
+        await self._emit(ev.CONTEXT_COMPACTED, data)
+        self._log(f"context compacted on demand: {before} -> {after} tokens")
+        return data
 
     # ------------------------------------------------------------------ permissions
 
@@ -798,27 +816,40 @@ class SessionActor:
         async with self._mailbox:
             if self.busy or self.record.status in (TERMINATED, ERROR):
                 return
-            messages = await self._store.list_messages(self.id)
-            if not messages or messages[-1].id != message_id:
-                return  # a later turn ran meanwhile: that request's turn is over
-            assistant = messages[-1]
-            if not any(c.id == tool_use_id and c.is_error for c in assistant.tool_calls):
-                return
-            was_paused = self.record.status == PAUSED
-            await self._emit(ev.SESSION_RUNNING)
-            await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+            if self._cluster is not None:
+                if await self._take_lease() is None:
+                    return  # another replica works on the session
+                if self.busy or self.record.status in (TERMINATED, ERROR):
+                    await self._unclaim()
+                    return
             try:
-                await self._ensure_sandbox()
-            except ApiError as exc:
-                await self._emit(ev.ERROR, exc.body()["error"])
-                if self.record.status == RUNNING:
-                    await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
-                return
-            history = [m for message in messages[:-1] for m in message.model_messages]
-            self._turn = asyncio.create_task(
-                self._run_resumed(assistant, history), name=f"turn-{self.id}"
-            )
-            self._log(f"turn {assistant.id} resumed after its permission answer")
+                await self._resume_cut_turn_held(message_id, tool_use_id)
+            finally:
+                if self._turn is None:
+                    await self._unclaim()
+
+    async def _resume_cut_turn_held(self, message_id: str, tool_use_id: str) -> None:
+        messages = await self._store.list_messages(self.id)
+        if not messages or messages[-1].id != message_id:
+            return  # a later turn ran meanwhile: that request's turn is over
+        assistant = messages[-1]
+        if not any(c.id == tool_use_id and c.is_error for c in assistant.tool_calls):
+            return
+        was_paused = self.record.status == PAUSED
+        await self._emit(ev.SESSION_RUNNING)
+        await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
+        try:
+            await self._ensure_sandbox()
+        except ApiError as exc:
+            await self._emit(ev.ERROR, exc.body()["error"])
+            if self.record.status == RUNNING:
+                await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
+            return
+        history = [m for message in messages[:-1] for m in message.model_messages]
+        self._turn = asyncio.create_task(
+            self._run_resumed(assistant, history), name=f"turn-{self.id}"
+        )
+        self._log(f"turn {assistant.id} resumed after its permission answer")
 
     async def _run_resumed(self, assistant: MessageRecord, history: list[dict[str, Any]]) -> None:
         partial = TurnResult(
@@ -867,10 +898,12 @@ class SessionActor:
                     },
                 )
         finally:
-            if self.record.status == RUNNING:
+            if self.record.status == RUNNING and not self._lost:
                 with contextlib.suppress(Exception):
                     await self._set_status(IDLE, ev.SESSION_IDLE)
             self._turn = None
+            with contextlib.suppress(Exception):
+                await self._unclaim()
 
     def agent_settings(self) -> dict[str, Any]:
         """The session's model and agent options, as ``session.updated`` carries them."""
