@@ -479,12 +479,14 @@ async def test_follow_events_survives_cut_connections(
         followed: list[Event] = []
 
         async def follow() -> None:
-            async for event in via_proxy.session(ready.id).follow_events(
-                after=start, on_state=states.append
-            ):
-                followed.append(event)
-                if event.type == "session.idle":
-                    return
+            # aclosing: leaving the loop closes the stream now (and reports CLOSED),
+            # not whenever the generator is collected.
+            events = via_proxy.session(ready.id).follow_events(after=start, on_state=states.append)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    followed.append(event)
+                    if event.type == "session.idle":
+                        return
 
         follower = asyncio.create_task(follow())
         turn = asyncio.create_task(ready.send_message("talk slowly"))

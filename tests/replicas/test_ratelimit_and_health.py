@@ -45,11 +45,13 @@ async def test_one_limit_is_exact_across_three_replicas(start_replicas: ReplicaF
         )
     codes = Counter(r.status_code for r in results)
     assert codes == {200: 100, 429: 900}, codes
-    # Each replica let some through and refused some: the count is shared, not per process.
-    by_replica = Counter((r.headers["x-replica-id"], r.status_code) for r in results)
-    for replica in replicas.replicas:
-        assert by_replica[(replica.replica_id, 200)] > 0, by_replica
-        assert by_replica[(replica.replica_id, 429)] > 0, by_replica
+    # Each replica answered its third: with a count per process up to 300 would have
+    # passed, so exactly 100 means one shared count. (Which replica's requests reach
+    # Redis first is up to the scheduler: on a loaded machine one replica may win
+    # all 100, so "each replica allowed some" is not a property to assert.)
+    by_replica = Counter(r.headers["x-replica-id"] for r in results)
+    assert sorted(by_replica.values()) == [333, 333, 334], by_replica
+    assert set(by_replica) == {replica.replica_id for replica in replicas.replicas}
     allowed = [r for r in results if r.status_code == 200]
     assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in allowed) == list(range(100))
     refused = next(r for r in results if r.status_code == 429)
