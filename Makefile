@@ -6,8 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# OpenCode (engine=opencode) from npm, into the virtualenv; the version is pinned in one place.
+OPENCODE_VERSION := $(shell sed -n 's/^OPENCODE_VERSION = "\(.*\)"/\1/p' backend/agent/opencode/binary.py)
+OPENCODE := $(VENV)/opencode/node_modules/.bin/opencode
 
-.PHONY: run serve test lint format bench clean
+.PHONY: run serve test lint format bench clean opencode
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(OPENCODE): backend/agent/opencode/binary.py | $(BIN)/python
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js for engine=opencode" >&2; exit 1; }
+	npm install --prefix $(VENV)/opencode --no-audit --no-fund --loglevel=error opencode-ai@$(OPENCODE_VERSION)
+	touch $(OPENCODE)
+
+opencode: $(OPENCODE)  ## install OpenCode (engine=opencode) into .venv/opencode
+
 run: $(STAMP)  ## start the app (embedded backend)
 	$(BIN)/agent-tui
 
@@ -24,6 +34,7 @@ serve: $(STAMP)  ## start the backend alone on 127.0.0.1:8787
 	$(BIN)/agent-tui serve
 
 test: $(STAMP)  ## run the whole test suite
+	@$(MAKE) --no-print-directory opencode || echo "OpenCode not installed: its tests skip (fail under CI=true)" >&2
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

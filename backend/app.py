@@ -19,7 +19,7 @@ from backend import __version__
 from backend.api.deps import Services
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
-from backend.api.routes import health, keys, models, sessions, usage
+from backend.api.routes import health, keys, model_proxy, models, sessions, usage
 from backend.auth import KeyVerifier
 from backend.errors import StoreUnavailable
 from backend.ratelimit import RateLimiter, open_rate_limiter
@@ -94,6 +94,31 @@ def open_agent(settings: Settings) -> Any:
     agent = LazyAgentLoop(settings)
     agent.warm()
     return agent
+
+
+def open_engines(
+    settings: Settings, store: Store, provider: SandboxProvider
+) -> tuple[Any, dict[str, Any]]:
+    """The model proxy and the engines besides the built-in loop (OpenCode).
+
+    A local sandbox reaches the proxy through a relay into the sandbox (only the
+    proxy's own small app); a Modal sandbox through ``AGENT_TUI_PUBLIC_URL``.
+    """
+    from backend.agent.opencode import OpenCodeEngine
+    from backend.model_proxy import ModelProxy, ProxyTokens
+    from backend.model_proxy.app import proxy_app
+
+    proxy = ModelProxy(settings, store, ProxyTokens())
+    if provider.name == "modal":
+        engine = OpenCodeEngine(
+            settings,
+            proxy.tokens,
+            proxy_base=settings.public_url.rstrip("/"),
+            in_sandbox_binary="opencode",
+        )
+    else:
+        engine = OpenCodeEngine(settings, proxy.tokens, host_app=proxy_app(proxy))
+    return proxy, {"opencode": engine}
 
 
 async def _migrate_with_retry(store: Store, attempts: int = 5) -> None:
@@ -194,8 +219,15 @@ def create_app(
 
                 cluster = Cluster(settings, the_store)  # type: ignore[arg-type]
                 stack.push_async_callback(cluster.close)
+            proxy, engines = open_engines(settings, the_store, the_provider)
+            stack.push_async_callback(proxy.aclose)
+            for engine in engines.values():
+                stack.push_async_callback(engine.aclose)
+            app.state.model_proxy = proxy
             registry = SessionRegistry(
-                ActorDeps(settings, the_store, the_provider, the_agent, cluster=cluster)
+                ActorDeps(
+                    settings, the_store, the_provider, the_agent, cluster=cluster, engines=engines
+                )
             )
             app.state.services = Services(
                 settings=settings,
@@ -233,7 +265,7 @@ def create_app(
     )
     _document_security(app)
     install_error_handlers(app)
-    for module in (health, keys, models, sessions, usage):
+    for module in (health, keys, models, sessions, usage, model_proxy):
         app.include_router(module.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -103,6 +103,8 @@ class SessionRecord:
     error: dict[str, Any] | None = None
     # Agent options: {"thinking": bool, "permissionMode": str, "allowedTools": [str]}.
     options: dict[str, Any] = field(default_factory=dict)
+    # Who runs the turns: "builtin" (the agent loop) or "opencode".
+    engine: str = "builtin"
 
 
 # Columns of SessionRecord that ``Store.update_session`` may change.

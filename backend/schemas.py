@@ -146,6 +146,11 @@ class SessionCreate(StrictBody):
     system_prompt: str | None = Field(default=None, max_length=100_000)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     title: str | None = Field(default=None, max_length=200)
+    engine: Literal["builtin", "opencode"] | None = Field(
+        default=None,
+        description="Who runs the turns: `builtin` (this server's agent loop) or `opencode` "
+        "(OpenCode inside the sandbox); default: the server's `AGENT_ENGINE`",
+    )
 
 
 PERMISSION_MODES = ("auto", "ask", "read-only")
@@ -221,6 +226,7 @@ class SessionOut(Wire):
         default=None, description="Requests waiting for an answer (on GET of one session)"
     )
     pending_permission_count: int = 0
+    engine: str = "builtin"
 
     @classmethod
     def of(
@@ -257,6 +263,7 @@ class SessionOut(Wire):
             pending_permission_count=pending_count
             if pending_count is not None
             else len(pending or ()),
+            engine=s.engine,
         )
 
 

@@ -89,6 +89,12 @@ class Settings:
 
     # The app
     start_session: str = "last"  # last: reopen the most recent session at launch | new
+    # Engines: "builtin" (the agent loop here) or "opencode" (opencode serve in the sandbox)
+    agent_engine: str = "builtin"
+    opencode_bin: str = ""  # "" = .venv/opencode, then PATH
+    opencode_start_timeout_seconds: float = 60.0
+    # How a Modal sandbox reaches this server's model proxy (https://host); "" = not reachable
+    public_url: str = ""
 
     # Sandboxes
     sandbox_provider: str = "local"  # local | modal
@@ -216,6 +222,9 @@ class Settings:
             "redis_url": ("REDIS_URL",),
             "replica_id": ("AGENT_TUI_REPLICA_ID",),
             "start_session": ("AGENT_TUI_START_SESSION",),
+            "agent_engine": ("AGENT_ENGINE",),
+            "opencode_bin": ("OPENCODE_BIN",),
+            "public_url": ("AGENT_TUI_PUBLIC_URL",),
         }
         for attr, names in strings.items():
             value = text(*names)
@@ -252,6 +261,7 @@ class Settings:
             "local_sandbox_max_file_mib": ("LOCAL_SANDBOX_MAX_FILE_MIB", int),
             "local_sandbox_workspace_mib": ("LOCAL_SANDBOX_WORKSPACE_MIB", int),
             "local_sandbox_uid_base": ("LOCAL_SANDBOX_UID_BASE", int),
+            "opencode_start_timeout_seconds": ("OPENCODE_START_TIMEOUT_SECONDS", float),
         }
         for attr, (name, kind) in numbers.items():
             value = number(name, kind)
@@ -301,6 +311,10 @@ class Settings:
         if self.start_session not in ("last", "new"):
             raise SettingsError(
                 f"AGENT_TUI_START_SESSION must be last or new; got {self.start_session!r}"
+            )
+        if self.agent_engine not in ("builtin", "opencode"):
+            raise SettingsError(
+                f"AGENT_ENGINE must be builtin or opencode; got {self.agent_engine!r}"
             )
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"port must be 1..65535; got {self.port}")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from backend.errors import FileNotFound, SandboxError, SandboxPathError, ValidationError
 
@@ -33,6 +33,8 @@ __all__ = [
     "SandboxError",
     "SandboxPathError",
     "SandboxProvider",
+    "ServiceHandle",
+    "ServiceSpec",
     "SnapshotLost",
     "normalize_relative_path",
 ]
@@ -101,6 +103,48 @@ def normalize_relative_path(path: str) -> str:
     return posixpath.join(*parts) if parts else ""
 
 
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-running service to start inside a sandbox (``Sandbox.start_service``).
+
+    ``argv`` runs in the workspace root and must listen on ``127.0.0.1:port``
+    inside the sandbox. ``host_app`` (an ASGI app of this server) is made
+    reachable from inside the sandbox at the URL the provider substitutes for
+    ``{host_url}`` in ``env`` values; nothing else of the server is. ``binaries``
+    are host paths the local provider exposes read-only (the service's program).
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    host_app: Any = None
+    binaries: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class ServiceHandle(Protocol):
+    """A running service: how the server reaches its port, and how to stop it."""
+
+    @property
+    def base_url(self) -> str:
+        """The URL to use with ``transport`` (``http://...``)."""
+        ...
+
+    @property
+    def transport(self) -> Any:
+        """An ``httpx.AsyncBaseTransport`` that reaches the service, or None for plain TCP."""
+        ...
+
+    async def is_running(self) -> bool:
+        """Whether the service's process is still there."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the service and whatever relays it. Idempotent."""
+        ...
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     """One session's running sandbox."""
@@ -140,6 +184,11 @@ class Sandbox(Protocol):
 
     async def is_alive(self) -> bool:
         """Whether the sandbox can still run commands."""
+        ...
+
+    async def start_service(self, spec: ServiceSpec) -> ServiceHandle:
+        """Start ``spec`` in the background and return once it was launched (the
+        caller polls its health). It stops with the sandbox (pause, terminate)."""
         ...
 
 

@@ -31,6 +31,7 @@ from sandbox.base import (
     ProgressCallback,
     Sandbox,
     SandboxError,
+    ServiceSpec,
     SnapshotLost,
 )
 from sandbox.local_files import MAX_READ_BYTES, WorkspaceFiles
@@ -57,6 +58,7 @@ from sandbox.local_isolation import (
 from sandbox.local_layout import SAFE_ID, WorkspaceLayout
 from sandbox.local_limits import ResourceLimits, WorkspaceMeter, explain_limit
 from sandbox.local_process import ProcessSet, kill_processes_in, run_process, with_note
+from sandbox.local_service import LocalService, start_local_service
 
 __all__ = [
     "DEFAULT_UID_BASE",
@@ -263,6 +265,11 @@ class LocalSandbox:
         # Jobs that left the command's process group (setsid, daemons) but
         # still work in the workspace; without bwrap nothing else finds them.
         await asyncio.to_thread(kill_processes_in, str(self.workspace))
+
+    async def start_service(self, spec: ServiceSpec) -> LocalService:
+        """Start a long-running service (see ``sandbox.local_service``)."""
+        self._check_alive()
+        return await start_local_service(self, spec)
 
     def _check_alive(self) -> None:
         if not self._alive:

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backend import events as ev
@@ -73,6 +73,12 @@ class ActorDeps:
     cluster: Cluster | None = None
     # Set when the server shuts down: no new turns here (clients retry elsewhere).
     draining: bool = False
+    # Engines besides the built-in loop, by name ("opencode": OpenCodeEngine).
+    engines: dict[str, Any] = field(default_factory=dict)
+
+    def engine_for(self, name: str) -> Any:
+        """The engine that runs a session's turns (the built-in loop by default)."""
+        return self.engines.get(name, self.agent)
 
 
 class SessionActor:
@@ -392,8 +398,44 @@ class SessionActor:
             git_token = None
         self._attach(sandbox)
         await self._save(sandbox_id=sandbox.id, sandbox_state="ready")
+        try:
+            await self._prepare_engine(sandbox, progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._fail("SANDBOX_ERROR", _sandbox_message(exc, "Could not start the engine"))
+            return
         await self._set_status(IDLE, ev.SESSION_READY)
         self._log(f"sandbox {sandbox.id} ready")
+
+    @property
+    def _engine(self) -> Any:
+        return self._deps.engine_for(self.record.engine)
+
+    async def _prepare_engine(self, sandbox: Sandbox, progress: Any = None) -> None:
+        """Start an engine that lives in the sandbox (OpenCode); nothing for the built-in one."""
+        prepare = getattr(self._engine, "prepare", None)
+        if prepare is None:
+            return
+        if progress is not None:
+            await progress(f"starting {self.record.engine}")
+        await prepare(
+            session_id=self.id,
+            user_id=self.record.user_id,
+            sandbox=sandbox,
+            model=self.record.model,
+        )
+        self._log(f"engine {self.record.engine} ready in {sandbox.id}")
+
+    async def _release_engine(self, *, forget: bool = False) -> None:
+        """Stop an in-sandbox engine before its sandbox pauses or goes (``forget``: deleted)."""
+        engine = self._engine
+        method = getattr(engine, "forget" if forget else "release", None)
+        if method is not None:
+            try:
+                await method(self.id)
+            except Exception as exc:
+                self._log(f"stopping engine failed: {type(exc).__name__}")
 
     async def wait_setup(self) -> None:
         """Wait for the background set-up (tests, and the create-with-progress stream)."""
@@ -489,7 +531,7 @@ class SessionActor:
         running = await self._emit(ev.SESSION_RUNNING)
         await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
         try:
-            await self._ensure_sandbox()
+            await self._prepare_engine(await self._ensure_sandbox())
         except ApiError as exc:
             await self._emit(ev.ERROR, exc.body()["error"])
             if self.record.status == RUNNING:
@@ -527,7 +569,7 @@ class SessionActor:
             await self._emit(ev.MESSAGE_USER, {"messageId": user.id, "content": content})
             observer = _TurnObserver(self, assistant)
             try:
-                result = await self._deps.agent.run_turn(
+                result = await self._engine.run_turn(
                     history=history,
                     user_content=content,
                     system_prompt=self.record.system_prompt,
@@ -679,6 +721,7 @@ class SessionActor:
             if idle < self._settings.sandbox_idle_pause_seconds:
                 return  # used on another replica meanwhile
         sandbox = await self._ensure_sandbox()
+        await self._release_engine()
         await self._save(sandbox_state="pausing")
         try:
             snapshot_id = await self._provider.pause(sandbox)
@@ -702,8 +745,13 @@ class SessionActor:
                 self._check_not_busy()
                 if self.record.status != PAUSED:
                     return
-                await self._ensure_sandbox()
+                sandbox = await self._ensure_sandbox()
                 await self._set_status(IDLE, ev.SESSION_RESUMED)
+                try:
+                    await self._prepare_engine(sandbox)
+                except ApiError as exc:
+                    # The sandbox runs; the next message tries the engine again.
+                    self._log(f"engine {self.record.engine} did not start: {exc.message}")
             finally:
                 await self._unclaim()
 
@@ -931,6 +979,7 @@ class SessionActor:
                 return
             # A dead holder's lease expires within its TTL: wait that long for it.
             await self._claim(wait=15.0 if self._cluster is not None else 0.0)
+            await self._release_engine(forget=True)
             try:
                 await self._terminate()
             finally:

@@ -161,6 +161,7 @@ class SessionRegistry:
                 system_prompt=body.system_prompt,
                 sandbox_provider=self._deps.provider.name,
                 sandbox_state="starting",
+                engine=body.engine or settings.agent_engine,
             )
             await self._store.create_session(record)
         actor = SessionActor(record, self._deps)

@@ -1,0 +1,111 @@
+"""What ``opencode serve`` is started with inside a sandbox.
+
+OpenCode gets one provider, ``agent-tui``, speaking the Anthropic API at this
+server's model proxy, with a per-session proxy token as its API key: the
+Anthropic key never enters the sandbox. Its config comes through
+``OPENCODE_CONFIG_CONTENT`` (no file holds the token), its data (the OpenCode
+session, so a resumed sandbox continues it) lives in the workspace's
+``.agent-tui/opencode``, and everything that would reach the internet (model
+catalogue, updates, sharing, plugins, LSP downloads) is off.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.base import ServiceSpec
+
+__all__ = ["DATA_DIR", "PROVIDER_ID", "SERVICE_NAME", "opencode_config", "service_spec"]
+
+SERVICE_NAME = "opencode"
+PROVIDER_ID = "agent-tui"
+DATA_DIR = ".agent-tui/opencode"
+
+_OFFLINE_ENV = {
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_EMBEDDED_WEB_UI": "1",
+    "OPENCODE_PURE": "1",
+}
+
+
+def opencode_config(*, proxy_url: str, token: str, model: str, max_tokens: int) -> dict[str, Any]:
+    """OpenCode's config: the proxy as the only provider, every permission allowed
+    (the contract has no permission events yet; the sandbox is the boundary)."""
+    return {
+        "$schema": "https://opencode.ai/config.json",
+        "autoupdate": False,
+        "share": "disabled",
+        "model": f"{PROVIDER_ID}/{model}",
+        "small_model": f"{PROVIDER_ID}/{model}",
+        "enabled_providers": [PROVIDER_ID],
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+        "provider": {
+            PROVIDER_ID: {
+                "npm": "@ai-sdk/anthropic",
+                "name": "agent-tui model proxy",
+                "options": {"baseURL": proxy_url, "apiKey": token},
+                "models": {
+                    model: {
+                        "name": model,
+                        "tool_call": True,
+                        "limit": {"context": 200_000, "output": max_tokens},
+                    }
+                },
+            }
+        },
+    }
+
+
+def service_spec(
+    *,
+    binary: str,
+    workspace_home: str,
+    session_id: str,
+    token: str,
+    model: str,
+    max_tokens: int,
+    host_app: Any,
+    proxy_base: str = "{host_url}",
+    port: int = 0,
+) -> ServiceSpec:
+    """The ``ServiceSpec`` of ``opencode serve`` for one session.
+
+    ``proxy_base`` is how the sandbox reaches the model proxy: ``{host_url}``
+    (the provider relays ``host_app``) or this server's public URL (Modal).
+    ``workspace_home`` is the workspace's absolute path inside the sandbox.
+    """
+    proxy_url = f"{proxy_base}/v1/model-proxy/{session_id}/v1"
+    config = opencode_config(proxy_url=proxy_url, token=token, model=model, max_tokens=max_tokens)
+    data = f"{workspace_home}/{DATA_DIR}"
+    env = {
+        **_OFFLINE_ENV,
+        "HOME": f"{data}/home",
+        "XDG_CONFIG_HOME": f"{data}/config",
+        "XDG_DATA_HOME": f"{data}/data",
+        "XDG_STATE_HOME": f"{data}/state",
+        "XDG_CACHE_HOME": f"{data}/cache",
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+    }
+    argv = (
+        binary,
+        "serve",
+        "--pure",
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "{port}" if not port else str(port),
+    )
+    return ServiceSpec(
+        name=SERVICE_NAME,
+        argv=argv,
+        port=port,
+        env=env,
+        host_app=host_app,
+        binaries=(binary,),
+    )

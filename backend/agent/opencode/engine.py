@@ -1,0 +1,233 @@
+"""``OpenCodeEngine``: a turn runs in ``opencode serve`` inside the session's sandbox.
+
+The session actor calls ``prepare`` once the sandbox runs (created, resumed or
+reattached), ``run_turn`` like the built-in loop's, and ``release`` before the
+sandbox is paused or deleted. ``prepare`` mints the session's model-proxy
+token, starts OpenCode as a sandbox service, polls its health (bounded), and
+creates or continues the OpenCode session whose id is kept in the workspace
+(``.agent-tui/opencode-session``), so a resumed sandbox continues the same
+conversation. Interrupts use OpenCode's abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from backend.agent.opencode.binary import find_opencode
+from backend.agent.opencode.client import OpenCodeClient, OpenCodeUnavailable
+from backend.agent.opencode.config import service_spec
+from backend.agent.opencode.events import TurnMapper
+from backend.agent.types import ModelError, TurnObserver, TurnResult
+from backend.errors import FileNotFound
+from backend.model_proxy import ProxyTokens
+from backend.settings import Settings
+from sandbox.base import Sandbox, ServiceHandle
+
+__all__ = ["SESSION_FILE", "OpenCodeEngine"]
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = ".agent-tui/opencode-session"
+# After an abort, how long the turn waits for OpenCode to settle (its last parts, idle).
+_ABORT_SETTLE_SECONDS = 5.0
+
+
+@dataclass
+class _Runtime:
+    session_id: str
+    sandbox_id: str
+    service: ServiceHandle
+    client: OpenCodeClient
+    opencode_session: str
+    token: str
+
+
+class OpenCodeEngine:
+    """Runs turns in OpenCode, one ``opencode serve`` per running sandbox."""
+
+    name = "opencode"
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: ProxyTokens,
+        *,
+        host_app: Any = None,
+        proxy_base: str = "{host_url}",
+        in_sandbox_binary: str | None = None,
+    ) -> None:
+        """``host_app`` is the model proxy's ASGI app, relayed into local sandboxes;
+        ``proxy_base`` the URL the sandbox reaches it at (``{host_url}`` for the
+        relay, the server's public URL for Modal). ``in_sandbox_binary`` names the
+        program inside the sandbox when it is not the host's (Modal's image)."""
+        self._settings = settings
+        self._tokens = tokens
+        self._host_app = host_app
+        self._proxy_base = proxy_base
+        self._binary = in_sandbox_binary
+        self._runtimes: dict[str, _Runtime] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def prepare(self, *, session_id: str, user_id: str, sandbox: Sandbox, model: str) -> None:
+        """Make sure OpenCode runs in ``sandbox`` and its session exists. Idempotent."""
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            runtime = self._runtimes.get(session_id)
+            if runtime is not None:
+                if runtime.sandbox_id == sandbox.id and await runtime.service.is_running():
+                    return
+                await self._stop(runtime)
+            binary = self._binary or find_opencode(self._settings.opencode_bin)
+            token = self._tokens.mint(session_id, user_id)
+            spec = service_spec(
+                binary=binary,
+                workspace_home=await _workspace_home(sandbox),
+                session_id=session_id,
+                token=token,
+                model=model,
+                max_tokens=self._settings.anthropic_max_tokens,
+                host_app=self._host_app,
+                proxy_base=self._proxy_base,
+                port=0 if self._binary is None else 4096,
+            )
+            try:
+                service = await sandbox.start_service(spec)
+            except BaseException:
+                self._tokens.revoke(token)
+                raise
+            client = OpenCodeClient(service.base_url, service.transport)
+            try:
+                await client.wait_healthy(
+                    timeout=self._settings.opencode_start_timeout_seconds,
+                    is_running=service.is_running,
+                )
+                opencode_session = await self._session_for(sandbox, client, session_id)
+            except BaseException:
+                await client.aclose()
+                await service.stop()
+                self._tokens.revoke(token)
+                raise
+            self._runtimes[session_id] = _Runtime(
+                session_id, sandbox.id, service, client, opencode_session, token
+            )
+
+    async def _session_for(self, sandbox: Sandbox, client: OpenCodeClient, session_id: str) -> str:
+        """The OpenCode session kept in the workspace, or a new one."""
+        with contextlib.suppress(FileNotFound):
+            known = (await sandbox.read_file(SESSION_FILE)).decode().strip()
+            if known and await client.session_exists(known):
+                return known
+        created = await client.create_session(title=f"agent-tui {session_id}")
+        await sandbox.write_file(SESSION_FILE, created.encode())
+        return created
+
+    def runtime_for(self, sandbox: Sandbox) -> _Runtime | None:
+        for runtime in self._runtimes.values():
+            if runtime.sandbox_id == sandbox.id:
+                return runtime
+        return None
+
+    async def run_turn(
+        self,
+        *,
+        history: list[dict[str, Any]],
+        user_content: str,
+        system_prompt: str | None,
+        model: str,
+        sandbox: Sandbox,
+        observer: TurnObserver,
+    ) -> TurnResult:
+        """One user turn in OpenCode; same contract as ``AgentLoop.run_turn``.
+
+        ``history`` is not sent: OpenCode keeps the conversation itself (and
+        the stored messages keep it for clients).
+        """
+        runtime = self.runtime_for(sandbox)
+        if runtime is None:
+            raise ModelError("MODEL_UNAVAILABLE", "OpenCode is not running in this sandbox")
+        mapper = TurnMapper(runtime.opencode_session, observer)
+        events = runtime.client.events()
+        try:
+            try:
+                await anext(events)  # server.connected: the stream is live before the prompt
+                await runtime.client.prompt(
+                    runtime.opencode_session, user_content, system=system_prompt
+                )
+                async for event in events:
+                    if await mapper.handle(event):
+                        return mapper.result("end_turn")
+                    for request_id in mapper.permission_requests:
+                        # Permissions are configured to allow; answer any that still asks.
+                        await runtime.client.reply_permission(request_id, "once")
+                    mapper.permission_requests.clear()
+            except (OpenCodeUnavailable, StopAsyncIteration, OSError) as exc:
+                raise ModelError(
+                    "MODEL_UNAVAILABLE",
+                    "OpenCode stopped answering during the turn",
+                    details={"engine": "opencode", "error": type(exc).__name__},
+                    partial=mapper.result("error"),
+                ) from exc
+            raise ModelError(
+                "MODEL_UNAVAILABLE",
+                "OpenCode's event stream ended during the turn",
+                details={"engine": "opencode"},
+                partial=mapper.result("error"),
+            )
+        except asyncio.CancelledError:
+            mapper.aborted = True
+            await asyncio.shield(self._abort(runtime, mapper, events))
+            return mapper.result("interrupted")
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()
+
+    async def _abort(self, runtime: _Runtime, mapper: TurnMapper, events: Any) -> None:
+        """Abort OpenCode's turn and take in its last events until it is idle (bounded)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_ABORT_SETTLE_SECONDS):
+                await runtime.client.abort(runtime.opencode_session)
+                async for event in events:
+                    if await mapper.handle(event):
+                        break
+
+    async def release(self, session_id: str) -> None:
+        """Stop the session's OpenCode (before a pause or a delete) and revoke its token."""
+        runtime = self._runtimes.pop(session_id, None)
+        if runtime is not None:
+            await self._stop(runtime)
+
+    async def forget(self, session_id: str) -> None:
+        """The session is deleted: stop OpenCode and revoke every token it had."""
+        await self.release(session_id)
+        self._tokens.revoke_session(session_id)
+        self._locks.pop(session_id, None)
+
+    async def _stop(self, runtime: _Runtime) -> None:
+        self._runtimes.pop(runtime.session_id, None)
+        self._tokens.revoke(runtime.token)
+        with contextlib.suppress(Exception):
+            await runtime.client.aclose()
+        try:
+            await runtime.service.stop()
+        except Exception as exc:
+            log.warning(
+                "stopping OpenCode of %s failed: %s", runtime.session_id, type(exc).__name__
+            )
+
+    async def aclose(self) -> None:
+        """Stop every OpenCode this process started (server shutdown)."""
+        await asyncio.gather(
+            *(self._stop(r) for r in list(self._runtimes.values())), return_exceptions=True
+        )
+
+
+async def _workspace_home(sandbox: Sandbox) -> str:
+    """The workspace's absolute path inside the sandbox."""
+    workspace = getattr(sandbox, "workspace", None)
+    if workspace is not None:
+        return str(workspace)
+    return str(getattr(sandbox, "workspace_root", "/workspace"))

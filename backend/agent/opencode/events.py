@@ -1,0 +1,195 @@
+"""OpenCode's events mapped onto a turn observer (``backend.agent.types``).
+
+Per OpenCode session, a turn sees:
+
+- ``message.updated`` with ``info.role``: which message ids are the assistant's
+  (the prompt's own text part arrives as a part too and must not be echoed);
+- ``message.part.updated`` / ``message.part.delta`` for ``text`` parts: deltas
+  go to ``on_text_delta``, a part whose ``time.end`` is set to ``on_text_done``;
+- ``message.part.updated`` for ``tool`` parts: ``state.status`` ``running`` (or
+  a first sight already finished) -> ``on_tool_call``, ``completed`` /
+  ``error`` -> ``on_tool_result``;
+- ``step-finish`` parts carry the step's tokens (summed into the turn's usage);
+- ``session.error`` ends the turn with a ``ModelError`` (unless it is the abort
+  the user asked for); ``session.idle`` ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.agent.types import ModelError, TurnObserver, TurnResult, TurnUsage
+from backend.records import ToolCall
+
+__all__ = ["TurnMapper"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _TextPart:
+    text: str = ""
+    done: bool = False
+
+
+@dataclass
+class TurnMapper:
+    """Follows one turn of one OpenCode session; feed it every event."""
+
+    session_id: str
+    observer: TurnObserver
+    assistant_ids: set[str] = field(default_factory=set)
+    texts: dict[str, _TextPart] = field(default_factory=dict)
+    text_order: list[str] = field(default_factory=list)
+    tools: dict[str, ToolCall] = field(default_factory=dict)
+    finished_tools: set[str] = field(default_factory=set)
+    usage: TurnUsage = field(default_factory=TurnUsage)
+    permission_requests: list[str] = field(default_factory=list)
+    aborted: bool = False
+    started: bool = False
+
+    async def handle(self, event: dict[str, Any]) -> bool:
+        """Apply one event; True when the turn is over (the session went idle)."""
+        kind = event.get("type")
+        props = event.get("properties") or {}
+        if props.get("sessionID", (props.get("info") or {}).get("sessionID")) != self.session_id:
+            return False
+        if kind == "message.updated":
+            info = props.get("info") or {}
+            if info.get("role") == "assistant":
+                self.assistant_ids.add(info.get("id", ""))
+        elif kind == "message.part.delta":
+            await self._delta(props)
+        elif kind == "message.part.updated":
+            await self._part(props.get("part") or {})
+        elif kind == "session.status":
+            if (props.get("status") or {}).get("type") == "busy":
+                self.started = True
+        elif kind == "session.idle":
+            return self.started or bool(self.assistant_ids)
+        elif kind == "session.error":
+            self._error(props.get("error") or {})
+        elif kind in ("permission.asked", "permission.updated"):
+            request_id = props.get("id")
+            if request_id:
+                self.permission_requests.append(str(request_id))
+        return False
+
+    async def _delta(self, props: dict[str, Any]) -> None:
+        part_id = props.get("partID")
+        if props.get("field") != "text" or part_id not in self.texts:
+            return
+        if props.get("messageID") not in self.assistant_ids:
+            return
+        text = str(props.get("delta") or "")
+        if text:
+            self.texts[part_id].text += text
+            await self.observer.on_text_delta(text)
+
+    async def _part(self, part: dict[str, Any]) -> None:
+        kind = part.get("type")
+        if part.get("messageID") not in self.assistant_ids:
+            return
+        if kind == "text":
+            await self._text(part)
+        elif kind == "tool":
+            await self._tool(part)
+        elif kind == "step-finish":
+            tokens = part.get("tokens") or {}
+            cache = tokens.get("cache") or {}
+            self.usage.add(
+                TurnUsage(
+                    input_tokens=int(tokens.get("input") or 0),
+                    output_tokens=int(tokens.get("output") or 0),
+                    cache_read_tokens=int(cache.get("read") or 0),
+                    cache_creation_tokens=int(cache.get("write") or 0),
+                )
+            )
+
+    async def _text(self, part: dict[str, Any]) -> None:
+        part_id = str(part.get("id"))
+        state = self.texts.get(part_id)
+        if state is None:
+            state = self.texts[part_id] = _TextPart()
+            self.text_order.append(part_id)
+        full = str(part.get("text") or "")
+        if full.startswith(state.text) and len(full) > len(state.text):
+            # A part updated without deltas (or ahead of them): send what is new.
+            extra = full[len(state.text) :]
+            state.text = full
+            await self.observer.on_text_delta(extra)
+        if (part.get("time") or {}).get("end") and not state.done:
+            state.done = True
+            state.text = full or state.text
+            if state.text:
+                await self.observer.on_text_done(state.text)
+
+    async def _tool(self, part: dict[str, Any]) -> None:
+        call_id = str(part.get("callID") or part.get("id"))
+        state = part.get("state") or {}
+        status = state.get("status")
+        call = self.tools.get(call_id)
+        if call is None and status in ("running", "completed", "error"):
+            arguments = state.get("input")
+            call = ToolCall(
+                id=call_id,
+                name=str(part.get("tool") or "tool"),
+                arguments=arguments if isinstance(arguments, dict) else {"input": arguments},
+            )
+            self.tools[call_id] = call
+            await self.observer.on_tool_call(call)
+        if (
+            call is not None
+            and status in ("completed", "error")
+            and call_id not in self.finished_tools
+        ):
+            self.finished_tools.add(call_id)
+            if status == "completed":
+                output = state.get("output")
+                call.result = output if isinstance(output, str) else json.dumps(output)
+            else:
+                call.result = str(state.get("error") or "The tool failed")
+                call.is_error = True
+            await self.observer.on_tool_result(call)
+
+    def _error(self, error: dict[str, Any]) -> None:
+        name = str(error.get("name") or "")
+        data = error.get("data") or {}
+        message = str(data.get("message") or name or "OpenCode reported an error")
+        if self.aborted or name == "MessageAbortedError":
+            return
+        code = "MODEL_ERROR"
+        status = data.get("statusCode")
+        if status == 401:
+            code = "MODEL_AUTH_ERROR"
+        elif status == 429:
+            code = "MODEL_RATE_LIMITED"
+        elif status == 529:
+            code = "MODEL_OVERLOADED"
+        raise ModelError(
+            code,
+            message,
+            details={"engine": "opencode", "error": name},
+            partial=self.result("error"),
+        )
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(self.texts[p].text for p in self.text_order if self.texts[p].text)
+
+    def result(self, stop_reason: str) -> TurnResult:
+        """The turn so far, shaped like the built-in loop's result."""
+        text = self.text
+        messages: list[dict[str, Any]] = []
+        if text:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        return TurnResult(
+            stop_reason=stop_reason,
+            text=text,
+            tool_calls=list(self.tools.values()),
+            usage=self.usage,
+            model_messages=messages,
+        )

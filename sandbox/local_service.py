@@ -1,0 +1,223 @@
+"""Long-running services in a local sandbox, reached over Unix sockets.
+
+A service (``ServiceSpec``) runs under the sandbox's isolation like any command,
+wrapped by ``sandbox/service_relay.py``. The relay and the sockets live in the
+workspace's ``.agent-tui/`` directory, the one directory both sides see:
+
+- the server reaches the service's ``127.0.0.1`` port through
+  ``.agent-tui/<name>.sock`` (relayed inside the sandbox);
+- the service reaches the server's ``host_app`` (only that app, e.g. the model
+  proxy) at ``http://127.0.0.1:<port>`` inside the sandbox, relayed to
+  ``.agent-tui/<name>-host.sock``, on which this module serves ``host_app``.
+
+Neither direction needs the sandbox to share the host's network, so a sandbox
+without network (``--unshare-net``) can still run the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sandbox.base import SandboxError, ServiceSpec
+from sandbox.local_isolation import minimal_env
+
+if TYPE_CHECKING:
+    from sandbox.local import LocalSandbox
+
+__all__ = ["SERVICE_DIR", "LocalService", "start_local_service"]
+
+SERVICE_DIR = ".agent-tui"
+_RELAY = "service_relay.py"
+
+
+def _free_port() -> int:
+    """A loopback port free now (a sandbox sharing the host's network needs one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bind_unix(directory: Path, name: str) -> socket.socket:
+    """A listening Unix socket at ``directory/name``, whatever the path's length:
+    bound through ``/proc/self/fd`` so only the short form meets the 108-byte limit."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+    finally:
+        os.close(fd)
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+class LocalService:
+    """A service running in a local sandbox (see ``ServiceHandle``)."""
+
+    def __init__(
+        self,
+        name: str,
+        process: asyncio.subprocess.Process,
+        link_dir: Path,
+        host_server: Any,
+        host_task: asyncio.Task[None] | None,
+        sandbox: LocalSandbox,
+    ) -> None:
+        self.name = name
+        self.process = process
+        self._link_dir = link_dir
+        self._host_server = host_server
+        self._host_task = host_task
+        self._sandbox = sandbox
+        # The socket's path through a short symlink: the workspace path may be long.
+        self._transport = httpx.AsyncHTTPTransport(uds=str(link_dir / "s"))
+
+    @property
+    def base_url(self) -> str:
+        return "http://sandbox"
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return self._transport
+
+    async def is_running(self) -> bool:
+        return self.process.returncode is None
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 15)
+            try:
+                await asyncio.wait_for(self.process.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, 9)
+                await self.process.wait()
+        self._sandbox._processes.discard(self.process)
+        if self._host_server is not None:
+            self._host_server.should_exit = True
+        if self._host_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._host_task, 5)
+        await self._transport.aclose()
+        await asyncio.to_thread(shutil.rmtree, self._link_dir, True)
+
+
+async def _serve_host_app(app: Any, sock: socket.socket) -> tuple[Any, asyncio.Task[None]]:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            yield  # the process's signals belong to the main server
+
+    server = _Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", ws="none")
+    )
+    task = asyncio.create_task(server.serve([sock]), name="sandbox-host-app")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise SandboxError("The sandbox's service endpoint did not start")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+def _relay_python() -> tuple[str, list[str]]:
+    """A Python for the relay inside the sandbox, and the host paths it needs.
+
+    The system's ``/usr/bin/python3`` when there is one; else this server's own
+    interpreter with its installation (which may live in a hidden home).
+    Shims (pyenv) are scripts that need more than the sandbox shows, so they
+    are not used.
+    """
+    if os.path.isfile("/usr/bin/python3"):
+        return "/usr/bin/python3", ["/usr/bin/python3"]
+    real = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return real, [real, sys.base_prefix]
+
+
+def _prepare_files(
+    service_dir: Path, name: str, read_only: list[str]
+) -> tuple[Path, list[str], Any]:
+    """Blocking set-up (run in a thread): the relay script, the short socket link,
+    the log file, and the real paths to expose."""
+    service_dir.mkdir(exist_ok=True)
+    (service_dir / _RELAY).write_bytes((resources.files("sandbox") / _RELAY).read_bytes())
+    link_dir = Path(tempfile.mkdtemp(prefix="agent-tui-svc-"))
+    os.symlink(service_dir / f"{name}.sock", link_dir / "s")
+    log_file = open(service_dir / f"{name}.log", "ab")
+    return link_dir, [os.path.realpath(p) for p in read_only], log_file
+
+
+async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> LocalService:
+    """Launch ``spec`` in ``sandbox`` (see the module docstring)."""
+    provider = sandbox._provider
+    workspace = sandbox.workspace
+    service_dir = workspace / SERVICE_DIR
+    python, python_paths = _relay_python()
+    link_dir, read_only, log_file = await asyncio.to_thread(
+        _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries]
+    )
+    port = spec.port or _free_port()
+    values = {"port": str(port)}
+    relay_args = ["--dir", str(service_dir), "--expose", f"{spec.name}.sock={port}"]
+    host_server = host_task = None
+    try:
+        if spec.host_app is not None:
+            host_port = _free_port()
+            sock = _bind_unix(service_dir, f"{spec.name}-host.sock")
+            host_server, host_task = await _serve_host_app(spec.host_app, sock)
+            relay_args += ["--ingress", f"{host_port}={spec.name}-host.sock"]
+            values["host_url"] = f"http://127.0.0.1:{host_port}"
+        argv = [_fill(a, values) for a in spec.argv]
+        env = minimal_env(str(workspace), provider._path)
+        env.update({k: _fill(v, values) for k, v in spec.env.items()})
+        wrapped = provider._isolation.wrap(
+            str(workspace),
+            [python, str(service_dir / _RELAY), *relay_args, "--", *argv],
+            read_only=read_only,
+        )
+        process = await asyncio.create_subprocess_exec(
+            *wrapped,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=str(workspace),
+            env=env,
+            start_new_session=True,
+        )
+    except BaseException as exc:
+        if host_server is not None:
+            host_server.should_exit = True
+        await asyncio.to_thread(shutil.rmtree, link_dir, True)
+        if isinstance(exc, OSError):
+            raise SandboxError(f"Could not start {spec.name}: {exc.strerror or exc}") from exc
+        raise
+    finally:
+        log_file.close()
+    service = LocalService(spec.name, process, link_dir, host_server, host_task, sandbox)
+    if not sandbox._processes.add(process):
+        await service.stop()
+        raise SandboxError("The sandbox is stopped")
+    sandbox._log(f"service {spec.name} started (pid {process.pid})")
+    return service
