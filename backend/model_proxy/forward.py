@@ -8,6 +8,7 @@ is read on the way and recorded as ``proxy.tokens.*`` usage of the session.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -132,6 +133,7 @@ class ModelProxy:
         self.tokens = tokens
         self._settings = settings
         self._store = store
+        self._recording: set[asyncio.Task[None]] = set()
         self._upstream = (settings.anthropic_base_url or DEFAULT_UPSTREAM).rstrip("/")
         # No read timeout: a model's stream may pause for long; the client's own
         # timeout and disconnect end it.
@@ -174,7 +176,11 @@ class ModelProxy:
                 await response.aclose()
                 reader.finish()
                 if path == "v1/messages" and response.status_code == 200:
-                    await self._record(grant, reader)
+                    # Its own task: a client that goes away cancels this generator,
+                    # and the bookkeeping must not be cut halfway through a write.
+                    task = asyncio.create_task(self._record(grant, reader))
+                    self._recording.add(task)
+                    task.add_done_callback(self._recording.discard)
 
         return ProxiedResponse(response.status_code, passed, stream())
 
@@ -196,4 +202,6 @@ class ModelProxy:
             log.warning("could not record model-proxy usage: %s", type(exc).__name__)
 
     async def aclose(self) -> None:
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         await self._http.aclose()

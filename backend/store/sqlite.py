@@ -441,8 +441,10 @@ class SqliteStore:
             return
         writer, _ = await self._connections()
         async with self._write_lock, self._errors():
-            await writer.execute_fetchall("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a caller cancelled while BEGIN runs must not leave
+                # the shared writer in an open transaction.
+                await writer.execute_fetchall("BEGIN IMMEDIATE")
                 cursor = await writer.executemany(_q(statement), rows)
                 await cursor.close()
                 await writer.execute_fetchall("COMMIT")

@@ -5,7 +5,11 @@ model proxy to the fake model, which accepts only the server's key."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.backend.agent.opencode.conftest import SECRET_KEY
 from tests.backend.api.conftest import Api
@@ -39,7 +43,9 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     session = (await oc_api.http.get(f"/v1/sessions/{sid}", headers=oc_api.auth(key))).json()
     assert session["engine"] == "opencode"
     oc_api.model.enqueue(
-        reply().text("Let me write it.").tool_use(
+        reply()
+        .text("Let me write it.")
+        .tool_use(
             "bash",
             {"command": "printf 'print(6*7)' > calc.py && python3 calc.py", "description": "run"},
         ),
@@ -64,3 +70,152 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     usage = await oc_api.store.usage_summary("alice", session_id=sid)
     assert usage.by_type.get("proxy.requests", 0) >= 2
     assert usage.by_type.get("proxy.tokens.output", 0) > 0
+
+
+def engine_of(api: Api) -> Any:
+    return api.services.registry._deps.engines["opencode"]
+
+
+async def test_interrupt_aborts_opencode_and_replay_matches(oc_api: Api) -> None:
+    key = await oc_api.key()
+    sid = await new_session(oc_api, key)
+    oc_api.model.enqueue(reply().text("one two three four five six").hang(after_deltas=2))
+    events: list[dict[str, Any]] = []
+
+    async def run_turn() -> None:
+        events.extend(await turn(oc_api, key, sid, "count slowly"))
+
+    task = asyncio.create_task(run_turn())
+    deadline = asyncio.get_running_loop().time() + 120
+    # Running, and the fake has taken the scripted reply: OpenCode's model call hangs.
+    while True:
+        got = await oc_api.http.get(f"/v1/sessions/{sid}", headers=oc_api.auth(key))
+        if got.json()["status"] == "running" and oc_api.model.pending == 0:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the turn never started"
+        await asyncio.sleep(0.1)
+    r = await oc_api.http.post(f"/v1/sessions/{sid}/interrupt", headers=oc_api.auth(key))
+    assert r.status_code == 200
+    await asyncio.wait_for(task, 60)
+    assert types(events)[-2:] == ["message.complete", "session.idle"], types(events)
+    assert events[-2]["data"]["stopReason"] == "interrupted"
+    # The session works afterwards, in the same OpenCode session.
+    oc_api.model.enqueue(reply().text("still here"))
+    after = await turn(oc_api, key, sid, "hello?")
+    assert after[-2]["data"]["content"] == "still here"
+    # Replay: the events after the first turn's start are what was streamed
+    first = events[0]["seq"]
+    replay = await collect(
+        oc_api,
+        "GET",
+        f"/v1/sessions/{sid}/events",
+        key,
+        headers={"Last-Event-ID": str(first - 1)},
+        until="session.idle",
+    )
+    # (partial text too, from the in-memory ring)
+    assert [(e["seq"], e["type"]) for e in replay] == [(e["seq"], e["type"]) for e in events]
+
+
+async def test_pause_and_resume_continue_the_opencode_session(oc_api: Api) -> None:
+    key = await oc_api.key()
+    sid = await new_session(oc_api, key)
+    await turn(oc_api, key, sid, "the secret word is kiwi")
+    first_session = engine_of(oc_api)._runtimes[sid].opencode_session
+    first_token = engine_of(oc_api)._runtimes[sid].token
+    r = await oc_api.http.post(f"/v1/sessions/{sid}/pause", headers=oc_api.auth(key))
+    assert r.status_code == 200, r.text
+    assert sid not in engine_of(oc_api)._runtimes
+    r = await oc_api.http.post(f"/v1/sessions/{sid}/resume", headers=oc_api.auth(key))
+    assert r.status_code == 200, r.text
+    events = await turn(oc_api, key, sid, "what was the word?")
+    assert types(events)[-1] == "session.idle"
+    assert engine_of(oc_api)._runtimes[sid].opencode_session == first_session
+    # OpenCode sent the earlier exchange with the new question: the conversation continued.
+    sent = str(oc_api.model.bodies[-1]["messages"])
+    assert "kiwi" in sent and "what was the word?" in sent
+    # The token of the paused OpenCode died with it.
+    assert oc_api.app.state.model_proxy.tokens.verify(first_token, sid) is None
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return found
+
+
+async def test_the_key_is_nowhere_in_the_sandbox(oc_api: Api) -> None:
+    key = await oc_api.key()
+    sid = await new_session(oc_api, key)
+    needle = SECRET_KEY[-24:]
+    # Built in the shell, so OpenCode's own records of the command do not hold it.
+    command = (
+        f"N={needle[:10]}; N=${{N}}{needle[10:]}; "
+        'echo "searched for ${#N} chars"; '
+        'echo "config in env: $(env | grep -c OPENCODE_CONFIG_CONTENT)"; '
+        'echo "key in env: $(env | grep -c -- "$N")"; '
+        "echo \"key in environs: $(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' "
+        '| grep -c -- "$N")"; '
+        'echo "files with key: $(grep -rl -- "$N" . /tmp "$HOME" 2>/dev/null | wc -l)"'
+    )
+    oc_api.model.enqueue(
+        reply().tool_use("bash", {"command": command, "description": "look for the key"}),
+        reply().text("done"),
+    )
+    events = await turn(oc_api, key, sid, "look around")
+    result = next(d for _, d in data(events, "message.tool") if d["status"] == "result")
+    output = result["result"]
+    for line in (
+        "searched for 24 chars",
+        "config in env: 1",
+        "key in env: 0",
+        "key in environs: 0",
+        "files with key: 0",
+    ):
+        assert line in output, output
+    # From the host: no process of the sandbox has the key in its environment ...
+    runtime = engine_of(oc_api)._runtimes[sid]
+    pids = _descendants(runtime.service.process.pid)
+    environs = b""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            environs += Path(f"/proc/{pid}/environ").read_bytes()
+    assert runtime.token.encode() in environs  # these are OpenCode's processes
+    assert SECRET_KEY.encode() not in environs
+    # ... and no file of the workspace holds it.
+    workspace = Path(runtime.service._sandbox.workspace)
+    for path in workspace.rglob("*"):
+        if path.is_file():
+            assert SECRET_KEY.encode() not in path.read_bytes(), path
+
+
+async def test_the_proxy_refuses_other_sessions_and_deleted_ones(oc_api: Api) -> None:
+    key = await oc_api.key()
+    one = await new_session(oc_api, key)
+    two = await new_session(oc_api, key)
+    token_one = engine_of(oc_api)._runtimes[one].token
+    token_two = engine_of(oc_api)._runtimes[two].token
+    body = {
+        "model": "claude-sonnet-5-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+    async def call(sid: str, token: str) -> httpx.Response:
+        return await oc_api.http.post(
+            f"/v1/model-proxy/{sid}/v1/messages", json=body, headers={"x-api-key": token}
+        )
+
+    assert (await call(one, token_one)).status_code == 200
+    refused = await call(one, token_two)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["type"] == "authentication_error"
+    r = await oc_api.http.delete(f"/v1/sessions/{one}", headers=oc_api.auth(key))
+    assert r.status_code == 200
+    assert (await call(one, token_one)).status_code == 401
+    assert (await call(two, token_two)).status_code == 200
