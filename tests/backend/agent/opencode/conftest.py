@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from backend.agent.opencode import OpenCodeMissing, find_opencode
-from tests.backend.api.conftest import Api, api_for, fake_model, make_settings  # noqa: F401
+from tests.backend.api.conftest import Api, api_for, make_settings
+from tests.backend.api.conftest import fake_model as fake_model  # a fixture, re-exported
 from tests.conftest import require
 from tests.fakes.fake_anthropic import FakeAnthropic
 

@@ -149,6 +149,18 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _environs(pids: list[int]) -> bytes:
+    found = b""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found += Path(f"/proc/{pid}/environ").read_bytes()
+    return found
+
+
+def _files_holding(root: Path, text: str) -> list[Path]:
+    return [p for p in Path(root).rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
 async def test_the_key_is_nowhere_in_the_sandbox(oc_api: Api) -> None:
     key = await oc_api.key()
     sid = await new_session(oc_api, key)
@@ -181,17 +193,14 @@ async def test_the_key_is_nowhere_in_the_sandbox(oc_api: Api) -> None:
     # From the host: no process of the sandbox has the key in its environment ...
     runtime = engine_of(oc_api)._runtimes[sid]
     pids = _descendants(runtime.service.process.pid)
-    environs = b""
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            environs += Path(f"/proc/{pid}/environ").read_bytes()
+    environs = await asyncio.to_thread(_environs, pids)
     assert runtime.token.encode() in environs  # these are OpenCode's processes
     assert SECRET_KEY.encode() not in environs
     # ... and no file of the workspace holds it.
-    workspace = Path(runtime.service._sandbox.workspace)
-    for path in workspace.rglob("*"):
-        if path.is_file():
-            assert SECRET_KEY.encode() not in path.read_bytes(), path
+    holders = await asyncio.to_thread(
+        _files_holding, runtime.service._sandbox.workspace, SECRET_KEY
+    )
+    assert holders == []
 
 
 async def test_the_proxy_refuses_other_sessions_and_deleted_ones(oc_api: Api) -> None:
