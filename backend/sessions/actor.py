@@ -429,9 +429,13 @@ class SessionActor:
 
     async def _release_engine(self, *, forget: bool = False) -> None:
         """Stop an in-sandbox engine before its sandbox pauses or goes (``forget``: deleted)."""
-        engine = self._engine
-        method = getattr(engine, "forget" if forget else "release", None)
-        if method is not None:
+        # On delete every engine forgets the session: whatever it minted for it
+        # (model-proxy tokens) dies with it.
+        engines = self._deps.engines.values() if forget else [self._engine]
+        for engine in engines:
+            method = getattr(engine, "forget" if forget else "release", None)
+            if method is None:
+                continue
             try:
                 await method(self.id)
             except Exception as exc:

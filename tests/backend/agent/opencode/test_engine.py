@@ -67,8 +67,12 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     assert got.status_code == 200 and "6*7" in got.text
     # Every model call went through the proxy, which added the real key (the fake
     # accepts no other) and recorded usage for the session.
-    usage = await oc_api.store.usage_summary("alice", session_id=sid)
-    assert usage.by_type.get("proxy.requests", 0) >= 2
+    deadline = asyncio.get_running_loop().time() + 30
+    while (usage := await oc_api.store.usage_summary("alice", session_id=sid)).by_type.get(
+        "proxy.requests", 0
+    ) < 2:
+        assert asyncio.get_running_loop().time() < deadline, usage
+        await asyncio.sleep(0.05)
     assert usage.by_type.get("proxy.tokens.output", 0) > 0
 
 
