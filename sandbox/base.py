@@ -120,6 +120,9 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     host_app: Any = None
     binaries: tuple[str, ...] = ()
+    # Where the service reads a password for HTTP basic auth (user ``name``):
+    # a provider that exposes the port publicly (Modal's tunnels) sets one.
+    password_env: str = ""
 
 
 @runtime_checkable
@@ -134,6 +137,11 @@ class ServiceHandle(Protocol):
     @property
     def transport(self) -> Any:
         """An ``httpx.AsyncBaseTransport`` that reaches the service, or None for plain TCP."""
+        ...
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers every request to the service needs (its basic auth, if any)."""
         ...
 
     async def is_running(self) -> bool:

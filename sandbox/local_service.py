@@ -99,6 +99,10 @@ class LocalService:
     def transport(self) -> httpx.AsyncBaseTransport:
         return self._transport
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}  # the socket is reachable by this server only
+
     async def is_running(self) -> bool:
         return self.process.returncode is None
 

@@ -39,6 +39,7 @@ from sandbox.base import (
     NotADirectory,
     OutputCallback,
     ProgressCallback,
+    ServiceSpec,
     SnapshotLost,
     normalize_relative_path,
 )
@@ -49,6 +50,12 @@ __all__ = ["WORKDIR", "ModalSandbox", "ModalSandboxProvider"]
 log = logging.getLogger(__name__)
 
 WORKDIR = "/workspace"
+# The port a sandbox service (OpenCode) listens on, exposed through a Modal
+# tunnel (TLS) and protected by a per-start password.
+SERVICE_PORT = 4096
+# Starts a service in the background: $1 the service dir, $2 its pid file, $3
+# its log, then its argv. Paths travel as arguments, never inside the script.
+_SERVICE_WRAPPER = 'mkdir -p "$1" && echo $$ > "$2" && exec "${@:4}" >>"$3" 2>&1'
 # Outside the workspace, so it is in every snapshot but never shown to the agent's file API.
 MARKER_PATH = "/var/lib/agent-tui/session-id"
 TAG_SESSION = "agent-tui-session"
@@ -208,6 +215,49 @@ class _ModalErrors:
         return self.translate(exc, action)
 
 
+class ModalService:
+    """A service in a Modal sandbox, reached over its tunnel (see ``ServiceHandle``)."""
+
+    def __init__(
+        self, sandbox: ModalSandbox, process: Any, url: str, headers: dict[str, str], pidfile: str
+    ) -> None:
+        self._sandbox = sandbox
+        self.process = process
+        self._url = url
+        self._headers = headers
+        self._pidfile = pidfile
+
+    @property
+    def base_url(self) -> str:
+        return self._url
+
+    @property
+    def transport(self) -> None:
+        return None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    async def is_running(self) -> bool:
+        try:
+            return await self.process.poll.aio() is None
+        except Exception:
+            return False
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            process = await self._sandbox.handle.exec.aio(
+                "bash",
+                "-c",
+                'kill "$(cat "$1")" 2>/dev/null; rm -f "$1"',
+                "kill",
+                self._pidfile,
+                timeout=30,
+            )
+            await process.wait.aio()
+
+
 class ModalSandbox:
     """One session's running Modal sandbox: commands and workspace files."""
 
@@ -339,6 +389,45 @@ class ModalSandbox:
             process.stdout.read.aio(), process.stderr.read.aio(), process.wait.aio()
         )
         return code, bytes(stdout), bytes(stderr)
+
+    async def start_service(self, spec: ServiceSpec) -> ModalService:
+        """Start ``spec`` in the background, reached through the sandbox's tunnel.
+
+        ``host_app`` cannot be relayed into Modal: the service must reach this
+        server by a public URL given in ``spec.env`` instead.
+        """
+        if spec.host_app is not None:
+            raise SandboxError("A Modal sandbox cannot reach the server's private app")
+        port = spec.port or SERVICE_PORT
+        env = {k: v.replace("{port}", str(port)) for k, v in spec.env.items()}
+        headers: dict[str, str] = {}
+        if spec.password_env:
+            password = secrets.token_urlsafe(24)
+            env[spec.password_env] = password
+            basic = base64.b64encode(f"{spec.name}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        argv = [a.replace("{port}", str(port)) for a in spec.argv]
+        service_dir = f"{WORKDIR}/.agent-tui"
+        pidfile = f"/tmp/.agent-service-{spec.name}.pid"
+        with self._errors.guard(f"starting {spec.name}", self.session_log):
+            process = await self.handle.exec.aio(
+                "bash",
+                "-c",
+                _SERVICE_WRAPPER,
+                "agent-service",
+                service_dir,
+                pidfile,
+                f"{service_dir}/{spec.name}.log",
+                *argv,
+                workdir=WORKDIR,
+                env=env,
+                text=False,
+            )
+            tunnels = await self.handle.tunnels.aio()
+        if port not in tunnels:
+            raise SandboxError(f"The sandbox exposes no tunnel for port {port}")
+        self.session_log.add(f"service {spec.name} started on port {port}")
+        return ModalService(self, process, tunnels[port].url, headers, pidfile)
 
     async def is_alive(self) -> bool:
         """Whether Modal still runs the sandbox."""
@@ -509,6 +598,7 @@ class ModalSandboxProvider:
             workdir=WORKDIR,
             cpu=float(settings.modal_cpu) or None,
             memory=int(settings.modal_memory_mib) or None,
+            encrypted_ports=[SERVICE_PORT],
         )
 
     async def _terminate_quietly(self, handle: Any, session_log: _SessionLog | None = None) -> bool:

@@ -356,6 +356,13 @@ class FakeFilesystem:
                 host.unlink()
 
 
+@dataclass(frozen=True)
+class FakeTunnel:
+    """What ``Sandbox.tunnels`` maps a port to (``modal._tunnel.Tunnel``: its ``url``)."""
+
+    url: str
+
+
 class FakeSandbox:
     """A ``modal.Sandbox`` handle."""
 
@@ -369,6 +376,7 @@ class FakeSandbox:
             "snapshot_filesystem",
             "get_tags",
             "set_tags",
+            "tunnels",
         ):
             setattr(
                 self,
@@ -449,6 +457,13 @@ class FakeSandbox:
             self._cloud.exec_reply_delay
         )  # the command runs before the reply arrives
         return FakeContainerProcess(self._cloud, proc, text, self._state.root, timeout)
+
+    async def _tunnels(self, timeout: int = 50) -> dict[int, Any]:  # noqa: ASYNC109 - the SDK's
+        """Modal's tunnels are TLS endpoints on the internet; here a sandbox's
+        processes run on this host, so a port's tunnel is the loopback port."""
+        self._require_running()
+        ports = self._state.create_kwargs.get("encrypted_ports") or []
+        return {port: FakeTunnel(f"http://127.0.0.1:{port}") for port in ports}
 
     async def _terminate(self, *, wait: bool = False) -> int | None:
         self._cloud.stop(self.object_id, 137)

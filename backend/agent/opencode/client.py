@@ -30,10 +30,16 @@ class OpenCodeUnavailable(SandboxError):
 class OpenCodeClient:
     """One OpenCode server, reached through the sandbox's service transport."""
 
-    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        transport: httpx.AsyncBaseTransport | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
+            headers=headers,
             timeout=httpx.Timeout(30.0, read=None),
         )
 

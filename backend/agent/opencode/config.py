@@ -108,4 +108,5 @@ def service_spec(
         env=env,
         host_app=host_app,
         binaries=(binary,),
+        password_env="OPENCODE_SERVER_PASSWORD",
     )

@@ -22,7 +22,7 @@ from backend.agent.opencode.client import OpenCodeClient, OpenCodeUnavailable
 from backend.agent.opencode.config import service_spec
 from backend.agent.opencode.events import TurnMapper
 from backend.agent.types import ModelError, TurnObserver, TurnResult
-from backend.errors import FileNotFound
+from backend.errors import FileNotFound, SandboxError
 from backend.model_proxy import ProxyTokens
 from backend.settings import Settings
 from sandbox.base import Sandbox, ServiceHandle
@@ -81,6 +81,11 @@ class OpenCodeEngine:
                 if runtime.sandbox_id == sandbox.id and await runtime.service.is_running():
                     return
                 await self._stop(runtime)
+            if not self._proxy_base:
+                raise SandboxError(
+                    "engine=opencode on Modal needs AGENT_TUI_PUBLIC_URL: the URL at which "
+                    "the sandbox reaches this server's model proxy"
+                )
             binary = self._binary or find_opencode(self._settings.opencode_bin)
             token = self._tokens.mint(session_id, user_id)
             spec = service_spec(
@@ -99,7 +104,7 @@ class OpenCodeEngine:
             except BaseException:
                 self._tokens.revoke(token)
                 raise
-            client = OpenCodeClient(service.base_url, service.transport)
+            client = OpenCodeClient(service.base_url, service.transport, service.headers)
             try:
                 await client.wait_healthy(
                     timeout=self._settings.opencode_start_timeout_seconds,
