@@ -21,13 +21,11 @@ from backend.records import UsageRecord, new_id, utcnow
 from backend.settings import Settings
 from backend.store.base import Store
 
-__all__ = ["ALLOWED_PATHS", "ModelProxy", "ProxiedResponse", "UsageReader"]
+__all__ = ["ModelProxy", "ProxiedResponse", "UsageReader"]
 
 log = logging.getLogger("agent_tui.model_proxy")
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
-# Only the model calls; nothing else of the account (files, batches, admin) is reachable.
-ALLOWED_PATHS = frozenset({"v1/messages", "v1/messages/count_tokens"})
 # Request headers passed on; everything else (the token, cookies, hop-by-hop) stays here.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta")
 _FORWARDED_RESPONSE_HEADERS = (

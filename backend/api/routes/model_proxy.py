@@ -1,7 +1,8 @@
 """``/v1/model-proxy/{sessionId}/v1/messages``: the model, for code in a sandbox.
 
 Authenticated by the session's proxy token (``x-api-key`` or
-``Authorization: Bearer``), not by an API key: the token works for its own
+``Authorization: Bearer``), not by an API key. Only the Messages call is
+proxied: nothing else of the account (files, batches, admin) is reachable: the token works for its own
 session only and dies with it. The server adds the real Anthropic key and
 streams the answer back untouched. Errors have the Anthropic shape
 (``{"type": "error", "error": {"type", "message"}}``) because the caller is an
@@ -15,7 +16,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.model_proxy import ModelProxy
-from backend.model_proxy.forward import ALLOWED_PATHS
 
 router = APIRouter(tags=["model proxy"])
 
@@ -35,15 +35,14 @@ def _token(request: Request) -> str | None:
 
 
 @router.post(
-    "/v1/model-proxy/{session_id}/{path:path}",
+    "/v1/model-proxy/{session_id}/v1/messages",
     summary="Model proxy for a session's sandbox",
     responses={
         401: {"description": "The token is missing, revoked or another session's"},
-        404: {"description": "Not a model call (only v1/messages and v1/messages/count_tokens)"},
         502: {"description": "The model API could not be reached"},
     },
 )
-async def model_proxy(session_id: str, path: str, request: Request) -> Response:
+async def model_proxy(session_id: str, request: Request) -> Response:
     """Forward an Anthropic Messages call with the server's key (streaming intact)."""
     proxy: ModelProxy | None = getattr(request.app.state, "model_proxy", None)
     if proxy is None:
@@ -51,10 +50,10 @@ async def model_proxy(session_id: str, path: str, request: Request) -> Response:
     grant = proxy.check(session_id, _token(request))
     if grant is None:
         return _error(401, "authentication_error", "Invalid or revoked model-proxy token")
-    if path not in ALLOWED_PATHS:
-        return _error(404, "not_found_error", f"Not proxied: /{path}")
     try:
-        answer = await proxy.forward(grant, path, dict(request.headers), await request.body())
+        answer = await proxy.forward(
+            grant, "v1/messages", dict(request.headers), await request.body()
+        )
     except httpx.HTTPError as exc:
         return _error(502, "api_error", f"Could not reach the model API: {type(exc).__name__}")
     return StreamingResponse(
