@@ -44,6 +44,8 @@ class TurnMapper:
     assistant_ids: set[str] = field(default_factory=set)
     texts: dict[str, _TextPart] = field(default_factory=dict)
     text_order: list[str] = field(default_factory=list)
+    # ("text", part id) and ("tool", call id) in the order they first appeared
+    order: list[tuple[str, str]] = field(default_factory=list)
     tools: dict[str, ToolCall] = field(default_factory=dict)
     finished_tools: set[str] = field(default_factory=set)
     usage: TurnUsage = field(default_factory=TurnUsage)
@@ -115,6 +117,7 @@ class TurnMapper:
         if state is None:
             state = self.texts[part_id] = _TextPart()
             self.text_order.append(part_id)
+            self.order.append(("text", part_id))
         full = str(part.get("text") or "")
         if full.startswith(state.text) and len(full) > len(state.text):
             # A part updated without deltas (or ahead of them): send what is new.
@@ -140,6 +143,7 @@ class TurnMapper:
                 arguments=arguments if isinstance(arguments, dict) else {"input": arguments},
             )
             self.tools[call_id] = call
+            self.order.append(("tool", call_id))
             await self.observer.on_tool_call(call)
         if (
             call is not None
@@ -180,12 +184,52 @@ class TurnMapper:
     def text(self) -> str:
         return "\n\n".join(self.texts[p].text for p in self.text_order if self.texts[p].text)
 
+    def model_messages(self) -> list[dict[str, Any]]:
+        """The turn as Anthropic messages, in order: assistant text and tool_use
+        blocks, each round's tool_results in a user message after it. Always a
+        valid conversation (an unfinished tool is answered as such)."""
+        messages: list[dict[str, Any]] = []
+        blocks: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            if blocks:
+                messages.append({"role": "assistant", "content": list(blocks)})
+            if results:
+                messages.append({"role": "user", "content": list(results)})
+            blocks.clear()
+            results.clear()
+
+        for kind, key in self.order:
+            if kind == "text":
+                text = self.texts[key].text
+                if not text:
+                    continue
+                if results:
+                    flush()
+                blocks.append({"type": "text", "text": text})
+            else:
+                call = self.tools[key]
+                blocks.append(
+                    {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                )
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": call.result
+                        if call.result is not None
+                        else "The turn stopped before this tool finished.",
+                        "is_error": call.is_error or call.result is None,
+                    }
+                )
+        flush()
+        return messages
+
     def result(self, stop_reason: str) -> TurnResult:
         """The turn so far, shaped like the built-in loop's result."""
         text = self.text
-        messages: list[dict[str, Any]] = []
-        if text:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        messages = self.model_messages()
         return TurnResult(
             stop_reason=stop_reason,
             text=text,

@@ -62,6 +62,11 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     complete = next(d for _, d in data(events, "message.complete"))
     assert complete["stopReason"] == "end_turn"
     assert complete["usage"]["outputTokens"] > 0
+    # History (stored like the built-in engine's) keeps the turn's order.
+    listed = await oc_api.http.get(f"/v1/sessions/{sid}/messages", headers=oc_api.auth(key))
+    assistant = listed.json()["messages"][-1]
+    assert [b["type"] for b in assistant["blocks"]] == ["text", "tool_use", "text"]
+    assert "42" in assistant["blocks"][1]["result"]
     # The file is in the workspace, seen through the files API.
     got = await oc_api.http.get(f"/v1/sessions/{sid}/files/calc.py", headers=oc_api.auth(key))
     assert got.status_code == 200 and "6*7" in got.text
