@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 # name -> (argument hint, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "new": ("", "start a new session"),
+    "new": ("[opencode]", "start a new session (opencode: its turns run in OpenCode)"),
     "model": ("[name]", "choose the session's model (a name sets it at once)"),
     "compact": ("", "compact the conversation the model sees, now"),
     "permissions": ("auto|ask|read-only", "how tool calls are approved"),

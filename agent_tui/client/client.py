@@ -257,6 +257,7 @@ class AgentClient:
         git_token: str | None = None,
         system_prompt: str | None = None,
         model: str | None = None,
+        engine: str | None = None,
         on_event: EventCallback | None = None,
     ) -> SessionHandle:
         """Create a session and return its handle (``info`` filled in).
@@ -275,6 +276,7 @@ class AgentClient:
                 ("gitToken", git_token),
                 ("systemPrompt", system_prompt),
                 ("model", model),
+                ("engine", engine),
             )
             if value is not None
         }

@@ -70,6 +70,7 @@ class FakeSession:
     input_tokens: int = 0
     output_tokens: int = 0
     turn: asyncio.Task[None] | None = None
+    engine: str = "builtin"
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     model: str = "fake-model"
     thinking: bool = False
@@ -89,6 +90,7 @@ class FakeSession:
             permission_mode=self.permission_mode,
             pending_permissions=[PermissionOut.model_validate(p) for p in self.pending.values()],
             pending_permission_count=len(self.pending),
+            engine=self.engine,
             created_at=self.created_at,
             last_activity_at=self.last_activity_at,
             sandbox=SandboxInfo(provider="fake", state=self.sandbox_state, id="sbx-" + self.id[:8]),
@@ -290,11 +292,20 @@ class FakeAgentClient:
         return FakeSessionHandle(self, session_id)
 
     async def create_session(
-        self, *, title: str | None = None, on_event: Callable[[Event], Any] | None = None, **_: Any
+        self,
+        *,
+        title: str | None = None,
+        engine: str | None = None,
+        on_event: Callable[[Event], Any] | None = None,
+        **_: Any,
     ) -> FakeSessionHandle:
         self._check_online()
         session = FakeSession(
-            id=str(uuid.uuid4()), title=title, status="starting", sandbox_state="starting"
+            id=str(uuid.uuid4()),
+            title=title,
+            status="starting",
+            sandbox_state="starting",
+            engine=engine or "builtin",
         )
         self.sessions[session.id] = session
         for kind, data in (

@@ -573,3 +573,23 @@ async def test_up_recalls_prompts_from_an_earlier_run(tmp_path) -> None:
         prompt.move_cursor((0, 0))
         await pilot.press("up")
         assert prompt.text == "list the files"
+
+
+async def test_new_opencode_creates_an_opencode_session_and_the_status_line_names_it() -> None:
+    client = FakeAgentClient()
+    app = AgentApp(FakeConnection(client))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        app.screen.query_one(PromptArea).load_text("/new opencode")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: client.sessions, what="session created")
+        [session] = client.sessions.values()
+        assert session.engine == "opencode"
+        await opened(pilot, app, session.id)
+        status = app.screen.query_one(StatusLine)
+        await wait_until(pilot, lambda: status.engine == "opencode", what="engine shown")
+        assert "opencode" in str(status.render())
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: len(client.sessions) == 2, what="second session")
+        await wait_until(pilot, lambda: status.engine == "builtin", what="builtin set")
+        assert "opencode" not in str(status.render())

@@ -263,6 +263,7 @@ class MainScreen(Screen[None]):
         self.sessions.mark_current(session_id)
         session = self.sessions.sessions.get(session_id)
         self.sub_title = session_title(session) if session else ""
+        self.status.engine = session.engine if session else ""
         self.chat.open_session(handle)
 
     @on(SessionsPane.Selected)
@@ -279,12 +280,18 @@ class MainScreen(Screen[None]):
         """Create a session and open it."""
         self._create_session(None)
 
+    def action_new_opencode_session(self) -> None:
+        """Create a session whose turns run in OpenCode inside its sandbox, and open it."""
+        self._create_session(None, engine="opencode")
+
     @on(ChatPane.NeedsSession)
     def _needs_session(self, event: ChatPane.NeedsSession) -> None:
         self._create_session(event.text)
 
     @work(exclusive=True, group="create", exit_on_error=False)
-    async def _create_session(self, first_message: str | None, from_outbox: bool = False) -> None:
+    async def _create_session(
+        self, first_message: str | None, from_outbox: bool = False, engine: str | None = None
+    ) -> None:
         client = self.client
         if client is None:
             self.notify(
@@ -302,7 +309,7 @@ class MainScreen(Screen[None]):
 
         title = first_message.strip().splitlines()[0][:60] if first_message else None
         try:
-            handle = await client.create_session(title=title, on_event=on_event)
+            handle = await client.create_session(title=title, engine=engine, on_event=on_event)
         except Exception as exc:
             self.status.progress = ""
             self.notify(
@@ -443,6 +450,7 @@ class MainScreen(Screen[None]):
             self.sub_title = session_title(event.session)
             self.status.model = event.session.model
             self.status.permission_mode = event.session.permission_mode
+            self.status.engine = event.session.engine
 
     @on(ChatPane.SettingsChanged)
     def _settings_changed(self, event: ChatPane.SettingsChanged) -> None:
@@ -637,7 +645,12 @@ class MainScreen(Screen[None]):
     def _slash(self, event: ChatPane.SlashCommandTyped) -> None:
         name, argument = event.command.name, event.command.argument
         if name == "new":
-            self.action_new_session()
+            if argument in ("opencode", "builtin"):
+                self._create_session(None, engine=argument)
+            elif argument:
+                self.notify("/new takes no argument, or opencode", severity="warning")
+            else:
+                self.action_new_session()
         elif name == "model":
             self._choose_model(argument or None)
         elif name == "rename":
@@ -770,6 +783,11 @@ class MainScreen(Screen[None]):
         """This screen's entries for the command palette."""
         yield SystemCommand(
             "New session", "Create a session and open it (Ctrl+N)", self.action_new_session
+        )
+        yield SystemCommand(
+            "New OpenCode session",
+            "Create a session whose turns run in OpenCode inside its sandbox (/new opencode)",
+            self.action_new_opencode_session,
         )
         yield SystemCommand(
             "Rename session", "Give the current session a title (F2)", self.action_rename_session

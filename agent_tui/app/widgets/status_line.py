@@ -56,6 +56,7 @@ class StatusLine(Widget):
     mode: reactive[str] = reactive("")
     model: reactive[str] = reactive("")
     permission_mode: reactive[str] = reactive("auto")
+    engine: reactive[str] = reactive("")  # the current session's: "builtin" or "opencode"
     _frame: reactive[int] = reactive(0)
 
     def on_mount(self) -> None:
@@ -124,6 +125,8 @@ class StatusLine(Widget):
             )
         if self.progress:
             fields.append((80, Content.styled(self.progress, "italic $text-muted")))
+        if self.engine:
+            fields.append((25, Content.styled(self.engine, "$text-muted")))
         if self.mode:
             fields.append((20, Content.styled(self.mode, "$text-muted")))
         return fields
