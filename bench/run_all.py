@@ -11,6 +11,7 @@ MODULES = [
     "bench.bench_tui",
     "bench.bench_sandbox",
     "bench.bench_agent_features",
+    "bench.bench_opencode",
 ]
 
 if __name__ == "__main__":
