@@ -313,8 +313,9 @@ def _result_text(block: dict[str, Any]) -> str:
 def echo_reply(body: dict[str, Any]) -> Reply:
     """The default behaviour, handy for manual tests of the whole app.
 
-    ``run: <command>`` asks for the ``shell`` tool; a tool_result is summarised;
-    anything else is echoed back.
+    ``run: <command>`` asks for the ``shell`` tool (``bash`` when the caller
+    offers that instead, as OpenCode does); a tool_result is summarised; anything
+    else is echoed back.
     """
     text, results = _last_user_parts(body)
     if results:
@@ -322,6 +323,11 @@ def echo_reply(body: dict[str, Any]) -> Reply:
         return reply().text(f"The tool returned:\n{summary}").stop("end_turn")
     if text.strip().startswith("run:"):
         command = text.strip()[len("run:") :].strip()
+        offered = {t.get("name") for t in body.get("tools") or []}
+        if "shell" not in offered and "bash" in offered:
+            return reply().text("Running it.").tool_use(
+                "bash", {"command": command, "description": "run the command"}
+            )
         return reply().text("Running it.").tool_use("shell", {"command": command})
     return reply().text(f"You said: {text}").stop("end_turn")
 
