@@ -22,6 +22,8 @@ environment for that reason.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import modal
@@ -47,8 +49,23 @@ APT_PACKAGES = (
 )
 
 
+def _opencode_version() -> str:
+    """The pinned OpenCode version, read from ``backend/agent/opencode/binary.py`` (its
+    one place) as text: this module must not import the backend, and inside a Modal
+    container, where the image is already built, the file is not there."""
+    source = Path(__file__).resolve().parent.parent / "backend" / "agent" / "opencode" / "binary.py"
+    try:
+        found = re.search(r'^OPENCODE_VERSION = "([^"]+)"', source.read_text(), re.MULTILINE)
+    except OSError:
+        return "latest"
+    return found[1] if found else "latest"
+
+
+OPENCODE_VERSION = _opencode_version()
+
+
 def build_image(modal_module: Any = modal) -> Any:
-    """The sandbox image: Debian slim with git, curl, ripgrep, Python and Node.js.
+    """The sandbox image: Debian slim with git, curl, ripgrep, Python, Node.js and OpenCode.
 
     ``modal_module`` is the ``modal`` package (tests pass a fake with the same
     surface). The definition is deterministic: the server and ``modal deploy``
@@ -61,6 +78,8 @@ def build_image(modal_module: Any = modal) -> Any:
             f"curl -fsSL https://deb.nodesource.com/setup_{NODE_MAJOR}.x | bash -",
             "apt-get install -y --no-install-recommends nodejs",
             "rm -rf /var/lib/apt/lists/*",
+            # engine=opencode runs `opencode serve` here (pinned like the local install).
+            f"npm install -g opencode-ai@{OPENCODE_VERSION} && opencode --version",
             # Commits made by the agent need an identity; no credential helper is set,
             # so a clone token can never be cached by git.
             "git config --system user.name agent-tui",
