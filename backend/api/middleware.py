@@ -62,6 +62,10 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+MODEL_PROXY_PREFIX = "/v1/model-proxy/"
+MODEL_PROXY_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
 class RequestContextMiddleware:
     """Request id, replica id, body limit, rate-limit headers and the access log."""
 
@@ -133,6 +137,9 @@ class RequestContextMiddleware:
     ) -> Receive | None:
         """Read the whole body (bounded) up front; answer 413 and return None if too large."""
         limit = self.max_body_bytes
+        if scope["path"].startswith(MODEL_PROXY_PREFIX):
+            # A model call carries the whole conversation: Anthropic's own limit applies.
+            limit = max(limit, MODEL_PROXY_MAX_BODY_BYTES)
         too_large = PayloadTooLarge(
             f"Request body exceeds {limit} bytes", details={"limitBytes": limit}
         )
