@@ -120,3 +120,20 @@ def test_usage_reader_takes_start_and_cumulative_delta() -> None:
         reader.feed(stream[i : i + 7])
     reader.finish()
     assert (reader.input_tokens, reader.output_tokens, reader.cache_read_tokens) == (12, 40, 3)
+
+
+async def test_a_conversation_larger_than_max_body_bytes_passes(proxy_api: Api) -> None:
+    key = await proxy_api.key()
+    sid = await new_session(proxy_api, key)
+    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    big = "x" * (proxy_api.settings.max_body_bytes + 1000)
+    body = {**BODY, "stream": False, "messages": [{"role": "user", "content": big}]}
+    r = await proxy_api.http.post(
+        f"/v1/model-proxy/{sid}/v1/messages", json=body, headers={"x-api-key": token}
+    )
+    assert r.status_code == 200, r.text[:300]
+    # Every other route keeps the limit.
+    r = await proxy_api.http.post(
+        f"/v1/sessions/{sid}/messages", json={"content": big}, headers=proxy_api.auth(key)
+    )
+    assert r.status_code == 413
