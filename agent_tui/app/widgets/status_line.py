@@ -125,7 +125,8 @@ class StatusLine(Widget):
             )
         if self.progress:
             fields.append((80, Content.styled(self.progress, "italic $text-muted")))
-        if self.engine:
+        if self.engine and self.engine != "builtin":
+            # Only an engine other than the default is worth the room.
             fields.append((25, Content.styled(self.engine, "$text-muted")))
         if self.mode:
             fields.append((20, Content.styled(self.mode, "$text-muted")))
