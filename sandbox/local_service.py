@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sandbox.base import SandboxError, ServiceSpec
-from sandbox.local_isolation import minimal_env
 
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
@@ -48,15 +47,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _bind_unix(directory: Path, name: str) -> socket.socket:
+def _bind_unix(directory: Path, name: str, owner: tuple[int, int] | None) -> socket.socket:
     """A listening Unix socket at ``directory/name``, whatever the path's length:
-    bound through ``/proc/self/fd`` so only the short form meets the 108-byte limit."""
+    bound through ``/proc/self/fd`` so only the short form meets the 108-byte limit.
+    ``owner`` (the sandbox's user) gets it, so the sandbox may connect."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(directory / name)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(f"/proc/self/fd/{fd}/{name}")
+        if owner is not None:
+            os.chown(f"/proc/self/fd/{fd}/{name}", *owner)
         sock.listen(64)
         sock.setblocking(False)
         return sock
@@ -161,26 +163,32 @@ def _relay_python() -> tuple[str, list[str]]:
 
 
 def _prepare_files(
-    service_dir: Path, name: str, read_only: list[str]
+    service_dir: Path, name: str, read_only: list[str], owner: tuple[int, int] | None
 ) -> tuple[Path, list[str], Any]:
     """Blocking set-up (run in a thread): the relay script, the short socket link,
-    the log file, and the real paths to expose."""
+    the log file, and the real paths to expose. ``owner`` (uid, gid) is the
+    sandbox's own user when it is not the server's: the service writes there."""
     service_dir.mkdir(exist_ok=True)
     (service_dir / _RELAY).write_bytes((resources.files("sandbox") / _RELAY).read_bytes())
+    log_path = service_dir / f"{name}.log"
+    log_file = open(log_path, "ab")
+    if owner is not None:
+        for path in (service_dir, service_dir / _RELAY, log_path):
+            os.chown(path, *owner)
     link_dir = Path(tempfile.mkdtemp(prefix="agent-tui-svc-"))
     os.symlink(service_dir / f"{name}.sock", link_dir / "s")
-    log_file = open(service_dir / f"{name}.log", "ab")
     return link_dir, [os.path.realpath(p) for p in read_only], log_file
 
 
 async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> LocalService:
     """Launch ``spec`` in ``sandbox`` (see the module docstring)."""
-    provider = sandbox._provider
     workspace = sandbox.workspace
     service_dir = workspace / SERVICE_DIR
     python, python_paths = _relay_python()
+    user = sandbox.user
+    owner = (user.uid, user.gid) if user.switch else None
     link_dir, read_only, log_file = await asyncio.to_thread(
-        _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries]
+        _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries], owner
     )
     port = spec.port or _free_port()
     values = {"port": str(port)}
@@ -189,17 +197,15 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
     try:
         if spec.host_app is not None:
             host_port = _free_port()
-            sock = _bind_unix(service_dir, f"{spec.name}-host.sock")
+            sock = _bind_unix(service_dir, f"{spec.name}-host.sock", owner)
             host_server, host_task = await _serve_host_app(spec.host_app, sock)
             relay_args += ["--ingress", f"{host_port}={spec.name}-host.sock"]
             values["host_url"] = f"http://127.0.0.1:{host_port}"
         argv = [_fill(a, values) for a in spec.argv]
-        env = minimal_env(str(workspace), provider._path)
+        env = sandbox.command_env()
         env.update({k: _fill(v, values) for k, v in spec.env.items()})
-        wrapped = provider._isolation.wrap(
-            str(workspace),
-            [python, str(service_dir / _RELAY), *relay_args, "--", *argv],
-            read_only=read_only,
+        wrapped = sandbox.command_argv(
+            [python, str(service_dir / _RELAY), *relay_args, "--", *argv], read_only=read_only
         )
         process = await asyncio.create_subprocess_exec(
             *wrapped,

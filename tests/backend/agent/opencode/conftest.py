@@ -44,6 +44,9 @@ async def oc_api(
         agent_engine="opencode",
         local_sandbox_network=False,
         opencode_start_timeout_seconds=120.0,
+        # An OpenCode turn can outlast the 15 s keepalive on a loaded machine; the
+        # tests' SSE reader expects events only.
+        keepalive_seconds=600.0,
     )
     async with api_for(settings, fake_model) as running:
         yield running
