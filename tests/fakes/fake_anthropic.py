@@ -325,8 +325,10 @@ def echo_reply(body: dict[str, Any]) -> Reply:
         command = text.strip()[len("run:") :].strip()
         offered = {t.get("name") for t in body.get("tools") or []}
         if "shell" not in offered and "bash" in offered:
-            return reply().text("Running it.").tool_use(
-                "bash", {"command": command, "description": "run the command"}
+            return (
+                reply()
+                .text("Running it.")
+                .tool_use("bash", {"command": command, "description": "run the command"})
             )
         return reply().text("Running it.").tool_use("shell", {"command": command})
     return reply().text(f"You said: {text}").stop("end_turn")
