@@ -98,8 +98,9 @@ async def test_interrupt_aborts_opencode_and_replay_matches(oc_api: Api) -> None
     deadline = asyncio.get_running_loop().time() + 120
     # Running, and the fake has taken the scripted reply: OpenCode's model call hangs.
     while True:
-        got = await oc_api.http.get(f"/v1/sessions/{sid}", headers=oc_api.auth(key))
-        if got.json()["status"] == "running" and oc_api.model.pending == 0:
+        # In process, not over HTTP: polling the API would spend the rate limit.
+        actor = oc_api.services.registry.loaded_actor(sid)
+        if actor.record.status == "running" and oc_api.model.pending == 0:
             break
         assert asyncio.get_running_loop().time() < deadline, "the turn never started"
         await asyncio.sleep(0.1)
