@@ -145,11 +145,13 @@ class OpenCodeEngine:
         model: str,
         sandbox: Sandbox,
         observer: TurnObserver,
+        thinking: bool = False,
     ) -> TurnResult:
         """One user turn in OpenCode; same contract as ``AgentLoop.run_turn``.
 
         ``history`` is not sent: OpenCode keeps the conversation itself (and
-        the stored messages keep it for clients).
+        the stored messages keep it for clients). ``thinking`` is not passed on
+        (OpenCode's model config decides).
         """
         runtime = self.runtime_for(sandbox)
         if runtime is None:
