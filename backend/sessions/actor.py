@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -564,24 +564,38 @@ class SessionActor:
         assistant = MessageRecord(
             id=message_id, session_id=self.id, role="assistant", content="", created_at=now
         )
-        try:
+
+        async def call(observer: _TurnObserver) -> TurnResult:
             history = await self._history()
             await self._store.add_message(user)
             await self._store.add_message(assistant)
             await self._save(message_count=self.record.message_count + 2)
             await self._usage("message.sent", 1)
             await self._emit(ev.MESSAGE_USER, {"messageId": user.id, "content": content})
-            observer = _TurnObserver(self, assistant)
+            return await self._engine.run_turn(
+                history=history,
+                user_content=content,
+                system_prompt=self.record.system_prompt,
+                model=self.record.model,
+                sandbox=self._sandbox,
+                observer=observer,
+                thinking=bool(self.record.options.get("thinking")),
+            )
+
+        await self._drive_turn(assistant, call)
+
+    async def _drive_turn(
+        self,
+        assistant: MessageRecord,
+        call: Callable[[_TurnObserver], Awaitable[TurnResult]],
+    ) -> None:
+        """Run one turn's model/tool loop (``call``) and end it, whatever happens: the
+        message is finished and stored, failures become ``error`` events, the session
+        goes back to idle and the lease is freed."""
+        observer = _TurnObserver(self, assistant)
+        try:
             try:
-                result = await self._engine.run_turn(
-                    history=history,
-                    user_content=content,
-                    system_prompt=self.record.system_prompt,
-                    model=self.record.model,
-                    sandbox=self._sandbox,
-                    observer=observer,
-                    thinking=bool(self.record.options.get("thinking")),
-                )
+                result = await call(observer)
             except ModelError as exc:
                 await observer.drain()
                 if exc.partial is not None:
@@ -910,52 +924,18 @@ class SessionActor:
             tool_calls=assistant.tool_calls,
             model_messages=assistant.model_messages,
         )
-        observer = _TurnObserver(self, assistant)
-        try:
-            try:
-                result = await self._deps.agent.resume_turn(
-                    history=history,
-                    partial=partial,
-                    system_prompt=self.record.system_prompt,
-                    model=self.record.model,
-                    sandbox=self._sandbox,
-                    observer=observer,
-                    thinking=bool(self.record.options.get("thinking")),
-                )
-            except ModelError as exc:
-                await observer.drain()
-                if exc.partial is not None:
-                    await observer.on_step(exc.partial)
-                await self._finish_turn(assistant, exc.partial, stop_reason="error")
-                await self._emit(
-                    ev.ERROR, {"code": exc.code, "message": exc.message, "details": exc.details}
-                )
-            else:
-                task = asyncio.current_task()
-                if result.stop_reason == "interrupted" and task is not None and task.cancelling():
-                    task.uncancel()
-                await observer.drain()
-                await self._finish_turn(assistant, result, stop_reason=result.stop_reason)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("resumed turn failed in session %s", self.id)
-            with contextlib.suppress(Exception):
-                await self._emit(
-                    ev.ERROR,
-                    {
-                        "code": "INTERNAL_ERROR",
-                        "message": "The turn failed unexpectedly",
-                        "details": {},
-                    },
-                )
-        finally:
-            if self.record.status == RUNNING and not self._lost:
-                with contextlib.suppress(Exception):
-                    await self._set_status(IDLE, ev.SESSION_IDLE)
-            self._turn = None
-            with contextlib.suppress(Exception):
-                await self._unclaim()
+        await self._drive_turn(
+            assistant,
+            lambda observer: self._deps.agent.resume_turn(
+                history=history,
+                partial=partial,
+                system_prompt=self.record.system_prompt,
+                model=self.record.model,
+                sandbox=self._sandbox,
+                observer=observer,
+                thinking=bool(self.record.options.get("thinking")),
+            ),
+        )
 
     def agent_settings(self) -> dict[str, Any]:
         """The session's model and agent options, as ``session.updated`` carries them."""
