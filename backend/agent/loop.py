@@ -304,6 +304,27 @@ class AgentLoop:
                 "No Anthropic API key is configured; set ANTHROPIC_API_KEY.",
                 partial=turn.snapshot("error"),
             )
+        return await self._run_interruptible(
+            turn,
+            system_prompt=system_prompt,
+            model=model,
+            sandbox=sandbox,
+            observer=observer,
+            thinking=thinking,
+        )
+
+    async def _run_interruptible(
+        self,
+        turn: _Turn,
+        *,
+        system_prompt: str | None,
+        model: str | None,
+        sandbox: Sandbox,
+        observer: TurnObserver,
+        thinking: bool,
+    ) -> TurnResult:
+        """Run the turn's rounds with the model's request options; an interrupt
+        (cancellation) answers the open tool round and ends the turn ``interrupted``."""
         try:
             model = model or self.settings.anthropic_model
             info = await self.models.info(model)
@@ -484,28 +505,14 @@ class AgentLoop:
             else:
                 turn.announced.add(call.id)
         turn.round = [by_id[i] for i in round_ids]
-        model = model or self.settings.anthropic_model
-        info = await self.models.info(model)
-        extra = self._thinking_params(info) if thinking else {}
-        try:
-            return await self._run(
-                turn,
-                system=system_prompt or default_system_prompt(),
-                model=model,
-                sandbox=sandbox,
-                observer=observer,
-                extra=extra,
-                info=info,
-            )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            await turn.abandon_stream(observer)
-            await turn.answer_round(INTERRUPTED, observer)
-            result = turn.snapshot("interrupted")
-            await observer.on_step(result)
-            return result
+        return await self._run_interruptible(
+            turn,
+            system_prompt=system_prompt,
+            model=model,
+            sandbox=sandbox,
+            observer=observer,
+            thinking=thinking,
+        )
 
     # ---- compaction (see backend/agent/compaction.py)
 
