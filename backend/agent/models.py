@@ -146,8 +146,12 @@ class ModelCatalog:
             models = [_from_sdk(m, window) async for m in self._client.models.list(limit=100)]
         except anthropic.NotFoundError:
             return self.configured(), ttl  # no models route: the configured list is the answer
-        except anthropic.AnthropicError as exc:
-            log.warning("listing models failed (%s); offering the configured list", exc)
+        except Exception as exc:
+            # Any failure, an API error or an answer the SDK cannot parse (an endpoint
+            # that streams whatever it is asked), must not fail the turn that asked.
+            log.warning(
+                "listing models failed (%s); offering the configured list", type(exc).__name__
+            )
             return self.configured(), min(ttl, _FAILURE_TTL_SECONDS)
         if not models:
             return self.configured(), ttl
