@@ -27,6 +27,12 @@ def make_app(deltas: int, delay: float = 0.0):
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
+        if scope["method"] != "POST" or scope["path"] != "/v1/messages":
+            # No models route (the server then offers its configured list), like an
+            # endpoint that only streams messages.
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"type":"error"}'})
+            return
         body = b""
         while True:
             message = await receive()

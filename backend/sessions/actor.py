@@ -1100,14 +1100,18 @@ class _TurnObserver:
             self._flush = asyncio.create_task(self._publish_pending())
 
     async def _publish_pending(self) -> None:
-        self._flush = None
-        if self._pending:
-            text = "".join(self._pending)
-            self._pending.clear()
-            await self._actor._emit(
-                ev.MESSAGE_ASSISTANT,
-                {"messageId": self._assistant.id, "content": text, "isPartial": True},
-            )
+        # Deltas that arrive while an event is being published (a Redis round trip
+        # in replicas mode) join the next event instead of queueing one task each.
+        try:
+            while self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                await self._actor._emit(
+                    ev.MESSAGE_ASSISTANT,
+                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
+                )
+        finally:
+            self._flush = None
 
     async def drain(self) -> None:
         """Publish pending text now: every other event comes after it."""
@@ -1128,14 +1132,16 @@ class _TurnObserver:
             self._thinking_flush = asyncio.create_task(self._publish_thinking())
 
     async def _publish_thinking(self) -> None:
-        self._thinking_flush = None
-        if self._thinking:
-            text = "".join(self._thinking)
-            self._thinking.clear()
-            await self._actor._emit(
-                ev.MESSAGE_THINKING,
-                {"messageId": self._assistant.id, "content": text, "isPartial": True},
-            )
+        try:
+            while self._thinking:
+                text = "".join(self._thinking)
+                self._thinking.clear()
+                await self._actor._emit(
+                    ev.MESSAGE_THINKING,
+                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
+                )
+        finally:
+            self._thinking_flush = None
 
     async def on_thinking_done(self, text: str) -> None:
         flush = self._thinking_flush

@@ -26,6 +26,8 @@ import redis.exceptions as redis_errors
 
 from backend.errors import ServiceUnavailable
 from backend.sessions.lease import Leases, LeaseStore
+from backend.sessions.stream_reader import StreamReader
+from backend.sessions.stream_writer import StreamWriter
 from backend.settings import Settings
 
 log = logging.getLogger("agent_tui.sessions")
@@ -39,8 +41,8 @@ COMMAND_TIMEOUT = 15.0
 # Seconds a blocking stream read waits before it checks whether anyone still listens.
 READ_BLOCK_MS = 2000
 
-# Connections per replica: short commands share a few; each followed session's
-# reader holds one of the other pool while it waits.
+# Connections per replica: short commands share a few; blocking reads (the one
+# stream reader, BLPOP of forwarded commands, the command channel) hold one each.
 SHORT_CONNECTIONS = 64
 BLOCKING_CONNECTIONS = 10_000
 
@@ -93,6 +95,15 @@ class Cluster:
             socket_timeout=READ_BLOCK_MS / 1000 + 10,
             **common,
         )
+        # Every session's XADDs share one pipeline per round, and one blocking read
+        # serves every stream followed here (stream_writer.py, stream_reader.py).
+        self.writer = StreamWriter(self.redis)
+        self.reader = StreamReader(
+            self.blocking,
+            self.redis,
+            f"{self.prefix}:replica:{self.replica_id}:wake",
+            READ_BLOCK_MS,
+        )
         self._handler: CommandHandler | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -119,7 +130,8 @@ class Cluster:
                 await self._listening.wait()
 
     async def close(self) -> None:
-        self.closing = True
+        self.closing = self.reader.closing = True
+        await self.reader.close()
         await self.leases.close()
         if self._listener is not None:
             self._listener.cancel()

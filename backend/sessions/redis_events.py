@@ -8,9 +8,11 @@ events are written to PostgreSQL first, as in the single-process ``EventLog``,
 so they outlive the stream (trimmed to ``MAXLEN``, expiring a week after the
 last event).
 
-Each replica runs one reader per followed session (``XREAD BLOCK`` on its own
-connection) that fans out to that replica's SSE followers through the same
-bounded queues and ``stream.resync`` rule as ``EventLog``. Replay after
+Appends of all sessions go through the replica's ``StreamWriter`` (one pipeline
+per round). The replica's ``StreamReader`` (one ``XREAD BLOCK`` over every
+stream followed here) hands new entries to ``deliver``, which fans them out to
+that replica's SSE followers through the same bounded queues and
+``stream.resync`` rule as ``EventLog``. Replay after
 ``Last-Event-ID`` reads the stream (``XRANGE``), and PostgreSQL for what is
 older than the stream's first entry.
 """
@@ -33,8 +35,9 @@ from backend.errors import ApiError
 from backend.events import Event
 from backend.records import EventRecord
 from backend.schemas import iso
-from backend.sessions.cluster import READ_BLOCK_MS, REDIS_DOWN, Cluster, redis_call
+from backend.sessions.cluster import Cluster, redis_call
 from backend.sessions.eventlog import LAGGED, EventLog, Follower, _timestamp
+from backend.sessions.stream_reader import entry_seq
 from backend.store.base import Store
 
 log = logging.getLogger("agent_tui.sessions")
@@ -48,9 +51,7 @@ class LeaseLost(ApiError):
     status, code, default_message = 409, "SESSION_BUSY", "The session moved to another replica"
 
 
-def _seq(entry_id: bytes | str) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.partition("-")[0])
+_seq = entry_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,8 @@ class RedisEventLog(EventLog):
         self._cluster = cluster
         self._key = cluster.stream_key(session_id)
         self._maxlen = max(buffer_size, 1000)
-        self._reader: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._cursor = 0  # the last entry the stream reader handed over
         # The last seq this replica's publish offered its followers directly, and the
         # last seq its followers were offered by either path.
         self._delivered = 0
@@ -138,13 +140,13 @@ class RedisEventLog(EventLog):
             )
             try:
                 async with redis_call("publish"):
-                    if event.is_partial:
-                        await self._xadd(self._cluster.redis, seq, payload)
-                    else:
-                        async with self._cluster.redis.pipeline(transaction=False) as pipe:
-                            self._xadd(pipe, seq, payload)
-                            pipe.expire(self._key, STREAM_TTL_SECONDS)
-                            await pipe.execute()
+                    await self._cluster.writer.append(
+                        self._key,
+                        seq,
+                        event.raw,
+                        maxlen=self._maxlen,
+                        expire=None if event.is_partial else STREAM_TTL_SECONDS,
+                    )
             except redis_errors.ResponseError as exc:
                 if "equal or smaller" in str(exc):
                     raise LeaseLost(details={"sessionId": self.session_id, "seq": seq}) from exc
@@ -215,9 +217,11 @@ class RedisEventLog(EventLog):
 
     def subscribe(self) -> Follower:
         follower = super().subscribe()
-        if self._reader is None:
+        if self._reader_started is None:
             self._reader_started = asyncio.get_running_loop().create_future()
-            self._reader = asyncio.create_task(self._read(), name=f"events-{self.session_id}")
+            self._starting = asyncio.create_task(
+                self._follow(self._reader_started), name=f"follow-{self.session_id}"
+            )
         return follower
 
     async def ready(self, follower: Follower) -> None:
@@ -231,57 +235,55 @@ class RedisEventLog(EventLog):
                 follower.close()
                 raise
 
-    async def _read(self) -> None:
-        started = self._reader_started
-        assert started is not None
+    async def _follow(self, started: asyncio.Future[None]) -> None:
+        """Fix the position (the stream's head) and join this replica's stream reader."""
         try:
             async with redis_call("follow"):
                 cursor = await self._stream_head()
         except BaseException as exc:
-            self._reader = None
-            if not started.done():
-                started.set_exception(exc)
-                started.exception()  # retrieved: the waiters re-raise it
+            if self._reader_started is started:
+                self._reader_started = None
+            started.set_exception(exc)
+            started.exception()  # retrieved: the waiters re-raise it
             return
         self._offered = max(self._offered, cursor)  # what is older comes by replay
+        self._cursor = cursor
         started.set_result(None)
-        blocking = self._cluster.blocking
-        while True:
-            if not self._followers:
-                self._reader = None  # no await since the check: a new follower starts a new reader
-                return
-            try:
-                reply = await blocking.xread(
-                    {self._key: f"{cursor}-0"}, count=1000, block=READ_BLOCK_MS
-                )
-            except asyncio.CancelledError:
-                self._reader = None
-                raise
-            except (*REDIS_DOWN, redis_errors.RedisError) as exc:
-                if not self._cluster.closing:
-                    log.warning("event stream of %s: %s; followers resync", self.session_id, exc)
-                self._reader = None
+        await self._cluster.reader.follow(self._key, cursor, self)
+
+    # The stream reader's side (``stream_reader.Subscriber``).
+
+    def wanted(self) -> bool:
+        """Anyone on this replica still follows this session."""
+        return bool(self._followers)
+
+    def dropped(self, error: BaseException | None) -> None:
+        """The reader stopped reading this stream; on an error every follower resyncs."""
+        self._reader_started = None
+        if error is None:
+            return
+        for follower in tuple(self._followers):
+            follower.lagged = True
+            with contextlib.suppress(asyncio.QueueFull):
+                follower.queue.put_nowait(LAGGED)
+
+    def deliver(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Offer the stream's new entries to this replica's followers, in order."""
+        for entry_id, fields in entries:
+            seq = _seq(entry_id)
+            if seq <= self._delivered:
+                self._cursor = seq  # published here and already offered
+                continue
+            event = _event(fields)
+            if seq != self._cursor + 1 and self._cursor:
+                # Trimmed past us, or renumbered after a lost stream: whoever
+                # relies on continuity must replay from where they are.
                 for follower in tuple(self._followers):
-                    follower.lagged = True
-                    with contextlib.suppress(asyncio.QueueFull):
-                        follower.queue.put_nowait(LAGGED)
-                return
-            for _key, entries in reply or ():
-                for entry_id, fields in entries:
-                    seq = _seq(entry_id)
-                    if seq <= self._delivered:
-                        cursor = seq  # published here and already offered
-                        continue
-                    event = _event(fields)
-                    if seq != cursor + 1 and cursor:
-                        # Trimmed past us, or renumbered after a lost stream: whoever
-                        # relies on continuity must replay from where they are.
-                        for follower in tuple(self._followers):
-                            follower.offer_gap()
-                    cursor = seq
-                    self._offered = max(self._offered, seq)
-                    for follower in tuple(self._followers):
-                        follower.offer(event)
+                    follower.offer_gap()
+            self._cursor = seq
+            self._offered = max(self._offered, seq)
+            for follower in tuple(self._followers):
+                follower.offer(event)
 
     async def replay(self, after_seq: int) -> AsyncIterator[Event]:
         """Events with seq > after_seq that already happened: PostgreSQL for what is
