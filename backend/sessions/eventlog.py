@@ -33,6 +33,29 @@ def _timestamp(now: float) -> str:
     return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
 
 
+async def stored_events(
+    store: Store, session_id: str, *, after_seq: int, before_seq: int | None = None
+) -> AsyncIterator[Event]:
+    """The session's stored (completed) events with ``after_seq < seq < before_seq``,
+    oldest first, read from the store a page at a time."""
+    cursor = after_seq
+    while True:
+        batch = await store.list_events(session_id, after_seq=cursor, limit=500)
+        for record in batch:
+            if before_seq is not None and record.seq >= before_seq:
+                return
+            yield Event(
+                type=record.type,
+                seq=record.seq,
+                session_id=record.session_id,
+                timestamp=iso(record.created_at) or "",
+                data=record.data,
+            )
+            cursor = record.seq
+        if len(batch) < 500:
+            return
+
+
 class _Lagged:
     """Queue sentinel: this follower overflowed and must resync."""
 
@@ -178,21 +201,11 @@ class EventLog:
         first, buffered = self.buffered_after(after_seq)
         cursor = after_seq
         if first is None or after_seq + 1 < first:
-            limit = first if first is not None else None
-            while True:
-                batch = await self._store.list_events(self.session_id, after_seq=cursor, limit=500)
-                batch = [r for r in batch if limit is None or r.seq < limit]
-                for record in batch:
-                    yield Event(
-                        type=record.type,
-                        seq=record.seq,
-                        session_id=record.session_id,
-                        timestamp=iso(record.created_at) or "",
-                        data=record.data,
-                    )
-                    cursor = record.seq
-                if len(batch) < 500:
-                    break
+            async for event in stored_events(
+                self._store, self.session_id, after_seq=cursor, before_seq=first
+            ):
+                yield event
+                cursor = event.seq
             # The buffer may have moved on while we read the store.
             _, buffered = self.buffered_after(cursor)
         for event in buffered:

@@ -36,7 +36,7 @@ from backend.events import Event
 from backend.records import EventRecord
 from backend.schemas import iso
 from backend.sessions.cluster import Cluster, redis_call
-from backend.sessions.eventlog import LAGGED, EventLog, Follower, _timestamp
+from backend.sessions.eventlog import LAGGED, EventLog, Follower, _timestamp, stored_events
 from backend.sessions.stream_reader import entry_seq
 from backend.store.base import Store
 
@@ -294,21 +294,11 @@ class RedisEventLog(EventLog):
             first = await self._cluster.redis.xrange(self._key, "-", "+", count=1)
         first_seq = _seq(first[0][0]) if first else None
         if first_seq is None or first_seq > cursor + 1:
-            while True:
-                batch = await self._store.list_events(self.session_id, after_seq=cursor, limit=500)
-                full = len(batch) == 500
-                batch = [r for r in batch if first_seq is None or r.seq < first_seq]
-                for record in batch:
-                    yield Event(
-                        type=record.type,
-                        seq=record.seq,
-                        session_id=record.session_id,
-                        timestamp=iso(record.created_at) or "",
-                        data=record.data,
-                    )
-                    cursor = record.seq
-                if not full or len(batch) < 500:
-                    break
+            async for event in stored_events(
+                self._store, self.session_id, after_seq=cursor, before_seq=first_seq
+            ):
+                yield event
+                cursor = event.seq
         while True:
             async with redis_call("replay"):
                 entries = await self._cluster.redis.xrange(
@@ -323,11 +313,5 @@ class RedisEventLog(EventLog):
                 break
         # Stored events past the stream's end: a runner stored them, then lost Redis
         # before appending them (the next lease holder copies them into the stream).
-        for record in await self._store.list_events(self.session_id, after_seq=cursor, limit=1000):
-            yield Event(
-                type=record.type,
-                seq=record.seq,
-                session_id=record.session_id,
-                timestamp=iso(record.created_at) or "",
-                data=record.data,
-            )
+        async for event in stored_events(self._store, self.session_id, after_seq=cursor):
+            yield event
