@@ -22,6 +22,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.errors import ValidationError
 from sandbox.base import (
@@ -57,8 +58,11 @@ from sandbox.local_isolation import (
 )
 from sandbox.local_layout import SAFE_ID, WorkspaceLayout
 from sandbox.local_limits import ResourceLimits, WorkspaceMeter, explain_limit
+
+if TYPE_CHECKING:
+    from sandbox.local_service import LocalService
+
 from sandbox.local_process import ProcessSet, kill_processes_in, run_process, with_note
-from sandbox.local_service import LocalService, start_local_service
 
 __all__ = [
     "DEFAULT_UID_BASE",
@@ -268,6 +272,8 @@ class LocalSandbox:
 
     async def start_service(self, spec: ServiceSpec) -> LocalService:
         """Start a long-running service (see ``sandbox.local_service``)."""
+        from sandbox.local_service import start_local_service  # httpx: on first use
+
         self._check_alive()
         return await start_local_service(self, spec)
 

@@ -13,8 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from backend.model_proxy.tokens import ProxyGrant, ProxyTokens
 from backend.records import UsageRecord, new_id, utcnow
@@ -22,6 +21,9 @@ from backend.settings import Settings
 from backend.store.base import Store
 
 __all__ = ["ModelProxy", "ProxiedResponse", "UsageReader"]
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("agent_tui.model_proxy")
 
@@ -133,13 +135,24 @@ class ModelProxy:
         self._store = store
         self._recording: set[asyncio.Task[None]] = set()
         self._upstream = (settings.anthropic_base_url or DEFAULT_UPSTREAM).rstrip("/")
-        # No read timeout: a model's stream may pause for long; the client's own
-        # timeout and disconnect end it.
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The upstream client, made on first use: httpx is not imported at start-up
+        (it is ~0.1 s of the embedded backend's launch, and most servers never proxy)."""
+        if self._client is None:
+            import httpx
+
+            # No read timeout: a model's stream may pause for long; the client's own
+            # timeout and disconnect end it.
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+        return self._client
 
     def check(self, session_id: str, token: str | None) -> ProxyGrant | None:
         """The grant for this session's token, or None (refuse with 401)."""
@@ -202,4 +215,5 @@ class ModelProxy:
     async def aclose(self) -> None:
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()

@@ -16,15 +16,9 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from backend.errors import SandboxError
+from backend.agent.opencode.errors import OpenCodeUnavailable
 
 __all__ = ["OpenCodeClient", "OpenCodeUnavailable"]
-
-
-class OpenCodeUnavailable(SandboxError):
-    """OpenCode inside the sandbox did not answer."""
-
-    default_message = "OpenCode in the sandbox is not answering"
 
 
 class OpenCodeClient:

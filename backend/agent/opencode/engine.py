@@ -15,17 +15,20 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.agent.opencode.binary import find_opencode
-from backend.agent.opencode.client import OpenCodeClient, OpenCodeUnavailable
 from backend.agent.opencode.config import service_spec
+from backend.agent.opencode.errors import OpenCodeUnavailable
 from backend.agent.opencode.events import TurnMapper
 from backend.agent.types import ModelError, TurnObserver, TurnResult
 from backend.errors import FileNotFound, SandboxError
 from backend.model_proxy import ProxyTokens
 from backend.settings import Settings
 from sandbox.base import Sandbox, ServiceHandle
+
+if TYPE_CHECKING:
+    from backend.agent.opencode.client import OpenCodeClient
 
 __all__ = ["SESSION_FILE", "OpenCodeEngine"]
 
@@ -104,6 +107,8 @@ class OpenCodeEngine:
             except BaseException:
                 self._tokens.revoke(token)
                 raise
+            from backend.agent.opencode.client import OpenCodeClient  # httpx: on first use
+
             client = OpenCodeClient(service.base_url, service.transport, service.headers)
             try:
                 await client.wait_healthy(

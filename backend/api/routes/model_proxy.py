@@ -11,11 +11,13 @@ Anthropic client.
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backend.model_proxy import ModelProxy
+if TYPE_CHECKING:
+    from backend.model_proxy import ModelProxy
 
 router = APIRouter(tags=["model proxy"])
 
@@ -44,6 +46,8 @@ def _token(request: Request) -> str | None:
 )
 async def model_proxy(session_id: str, request: Request) -> Response:
     """Forward an Anthropic Messages call with the server's key (streaming intact)."""
+    import httpx  # off the start-up path; loaded once by the first proxied call
+
     proxy: ModelProxy | None = getattr(request.app.state, "model_proxy", None)
     if proxy is None:
         return _error(404, "not_found_error", "The model proxy is not enabled on this server")
