@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from httpx_sse import aconnect_sse
 
 from backend.app import create_app
 from backend.auth import create_api_key
@@ -127,3 +129,24 @@ async def api(tmp_path: Path, fake_model: FakeAnthropic) -> AsyncIterator[Api]:
     """The server with the embedded defaults (SQLite, memory limiter, local sandbox)."""
     async with api_for(make_settings(tmp_path, fake_model.url), fake_model) as running:
         yield running
+
+
+@contextlib.asynccontextmanager
+async def turn_stream(
+    api: Api, key: str, session: str, content: str
+) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """Send ``content`` to ``session`` and give its turn's events (the ``data`` JSON)
+    as they stream, for a test that reacts to them; leaving the block closes the stream."""
+    async with aconnect_sse(
+        api.http,
+        "POST",
+        f"/v1/sessions/{session}/messages",
+        headers=api.auth(key),
+        json={"content": content},
+    ) as source:
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            async for sse in source.aiter_sse():
+                yield json.loads(sse.data)
+
+        yield events()

@@ -3,14 +3,12 @@ answered after a restart on PostgreSQL, and live tool output on (fake) Modal."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
-from httpx_sse import aconnect_sse
 
 from sandbox.modal_provider import ModalSandboxProvider
-from tests.backend.api.conftest import api_for, make_settings
+from tests.backend.api.conftest import api_for, make_settings, turn_stream
 from tests.backend.api.test_sessions import collect, new_session
 from tests.fakes.fake_anthropic import FakeAnthropic, reply
 from tests.fakes.fake_modal import FakeModal, FakeModalCloud
@@ -31,15 +29,9 @@ async def test_permission_answered_after_a_restart_on_postgres(
             reply().tool_use("write_file", {"path": "pg.txt", "content": "ok"}),
             reply().text("written"),
         )
-        async with aconnect_sse(
-            api.http,
-            "POST",
-            f"/v1/sessions/{session}/messages",
-            headers=api.auth(key),
-            json={"content": "write it"},
-        ) as es:
-            async for sse in es.aiter_sse():
-                if json.loads(sse.data)["type"] == "permission.requested":
+        async with turn_stream(api, key, session, "write it") as events:
+            async for event in events:
+                if event["type"] == "permission.requested":
                     break
     async with api_for(settings, fake_model) as api:
         got = (await api.http.get(f"/v1/sessions/{session}", headers=api.auth(key))).json()

@@ -4,14 +4,12 @@ after a server restart), ``deny`` and ``read-only`` give the model tool errors,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
-from tests.backend.api.conftest import Api, api_for, make_settings
+from tests.backend.api.conftest import Api, api_for, make_settings, turn_stream
 from tests.backend.api.test_health_and_errors import assert_error
 from tests.backend.api.test_sessions import collect, new_session
 from tests.fakes.fake_anthropic import FakeAnthropic, reply
@@ -53,15 +51,8 @@ async def test_ask_mode_allow_and_deny_from_a_second_client(api: Api) -> None:
     )
     decisions = iter(["allow", "deny"])
     seen: list[dict[str, Any]] = []
-    async with aconnect_sse(
-        api.http,
-        "POST",
-        f"/v1/sessions/{session}/messages",
-        headers=api.auth(key),
-        json={"content": "work"},
-    ) as es:
-        async for sse in es.aiter_sse():
-            event = json.loads(sse.data)
+    async with turn_stream(api, key, session, "work") as events:
+        async for event in events:
             seen.append(event)
             if event["type"] == "permission.requested":
                 data = event["data"]
@@ -127,15 +118,8 @@ async def test_always_stops_asking_and_an_interrupt_denies(api: Api) -> None:
         reply().text("done"),
     )
     seen: list[dict[str, Any]] = []
-    async with aconnect_sse(
-        api.http,
-        "POST",
-        f"/v1/sessions/{session}/messages",
-        headers=api.auth(key),
-        json={"content": "go"},
-    ) as es:
-        async for sse in es.aiter_sse():
-            event = json.loads(sse.data)
+    async with turn_stream(api, key, session, "go") as events:
+        async for event in events:
             seen.append(event)
             if event["type"] == "permission.requested":
                 await _answer(api.url, key, session, event["data"]["requestId"], "always")
@@ -148,15 +132,8 @@ async def test_always_stops_asking_and_an_interrupt_denies(api: Api) -> None:
         reply().tool_use("edit_file", {"path": "a", "old": "x", "new": "y"}), reply().text("after")
     )
     seen = []
-    async with aconnect_sse(
-        api.http,
-        "POST",
-        f"/v1/sessions/{session}/messages",
-        headers=api.auth(key),
-        json={"content": "edit"},
-    ) as es:
-        async for sse in es.aiter_sse():
-            event = json.loads(sse.data)
+    async with turn_stream(api, key, session, "edit") as events:
+        async for event in events:
             seen.append(event)
             if event["type"] == "permission.requested":
                 r = await api.http.post(f"/v1/sessions/{session}/interrupt", headers=api.auth(key))
@@ -181,15 +158,9 @@ async def test_a_request_survives_a_server_restart_and_is_answered_after_it(
             reply().tool_use("shell", {"command": "echo resumed > r.txt"}),
             reply().text("finished after the restart"),
         )
-        async with aconnect_sse(
-            api.http,
-            "POST",
-            f"/v1/sessions/{session}/messages",
-            headers=api.auth(key),
-            json={"content": "go"},
-        ) as es:
-            async for sse in es.aiter_sse():
-                if json.loads(sse.data)["type"] == "permission.requested":
+        async with turn_stream(api, key, session, "go") as events:
+            async for event in events:
+                if event["type"] == "permission.requested":
                     break
     # The server stopped with the request pending.
     async with api_for(settings, fake_model) as api:

@@ -3,11 +3,7 @@ events before it ends; the full output is still in the tool result."""
 
 from __future__ import annotations
 
-import json
-
-from httpx_sse import aconnect_sse
-
-from tests.backend.api.conftest import Api
+from tests.backend.api.conftest import Api, turn_stream
 from tests.backend.api.test_sessions import collect, new_session
 from tests.fakes.fake_anthropic import reply
 
@@ -22,15 +18,8 @@ async def test_output_arrives_while_the_command_runs(api: Api) -> None:
     assert workspace.is_dir(), workspace
     api.model.enqueue(reply().tool_use("shell", {"command": GATED}), reply().text("ok"))
     seen: list[dict] = []
-    async with aconnect_sse(
-        api.http,
-        "POST",
-        f"/v1/sessions/{session}/messages",
-        headers=api.auth(key),
-        json={"content": "run it"},
-    ) as es:
-        async for sse in es.aiter_sse():
-            event = json.loads(sse.data)
+    async with turn_stream(api, key, session, "run it") as events:
+        async for event in events:
             seen.append(event)
             live = "".join(
                 e["data"]["text"]
