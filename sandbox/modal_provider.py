@@ -56,6 +56,18 @@ SERVICE_PORT = 4096
 # Starts a service in the background: $1 the service dir, $2 its pid file, $3
 # its log, then its argv. Paths travel as arguments, never inside the script.
 _SERVICE_WRAPPER = 'mkdir -p "$1" && echo $$ > "$2" && exec "${@:4}" >>"$3" 2>&1'
+# $1: the service's pid file, $2: how many 0.1 s ticks it may take to exit
+# after SIGTERM before it gets SIGKILL. Returns once it is gone (a zombie counts).
+_SERVICE_STOP = """\
+pid=$(cat -- "$1" 2>/dev/null) || exit 0
+rm -f -- "$1"
+kill -TERM "$pid" 2>/dev/null || exit 0
+gone() { ! kill -0 "$pid" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; }
+for _ in $(seq 1 "$2"); do gone && exit 0; sleep 0.1; done
+kill -KILL "$pid" 2>/dev/null
+exit 0
+"""
+SERVICE_STOP_GRACE_TICKS = 100  # 10 s
 # Outside the workspace, so it is in every snapshot but never shown to the agent's file API.
 MARKER_PATH = "/var/lib/agent-tui/session-id"
 TAG_SESSION = "agent-tui-session"
@@ -246,14 +258,17 @@ class ModalService:
             return False
 
     async def stop(self) -> None:
+        """Stop the service and wait (bounded) until it has exited: a pause
+        snapshots the workspace next, and the service must not be mid-write."""
         with contextlib.suppress(Exception):
             process = await self._sandbox.handle.exec.aio(
                 "bash",
                 "-c",
-                'kill "$(cat "$1")" 2>/dev/null; rm -f "$1"',
-                "kill",
+                _SERVICE_STOP,
+                "agent-service-stop",
                 self._pidfile,
-                timeout=30,
+                str(SERVICE_STOP_GRACE_TICKS),
+                timeout=int(SERVICE_STOP_GRACE_TICKS / 10) + HELPER_TIMEOUT_SECONDS,
             )
             await process.wait.aio()
 

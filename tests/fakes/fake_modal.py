@@ -51,6 +51,7 @@ exc = modal.exception
 ARG_MAX_BYTES = 2**16
 MAPPED_PREFIXES = ("/workspace", "/tmp", "/var/lib/agent-tui")
 _ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_NPM_INSTALL = re.compile(r"npm install -g ([@a-z0-9/._-]+)@([0-9][0-9A-Za-z.+-]*)")
 
 
 def _random_id(prefix: str) -> str:
@@ -402,9 +403,13 @@ class FakeSandbox:
             return str(self._cloud.repos[arg])
         if arg.startswith("https://"):
             return str(self._state.root / "no-such-remote")  # offline: an unknown remote fails fast
-        if any(arg == p or arg.startswith(p + "/") for p in MAPPED_PREFIXES):
-            return str(self._state.root / arg.lstrip("/"))
-        return arg
+        return self._map_path(arg)
+
+    def _map_path(self, value: str) -> str:
+        """A sandbox path (argv item or whole env value) as the host path that holds it."""
+        if any(value == p or value.startswith(p + "/") for p in MAPPED_PREFIXES):
+            return str(self._state.root / value.lstrip("/"))
+        return value
 
     async def _exec(
         self,
@@ -435,13 +440,16 @@ class FakeSandbox:
         if self._cloud.exec_error is not None:
             raise self._cloud.exec_error
         cwd = self._state.root / (workdir or "/").lstrip("/")
+        # Programs the image installed (npm -g) come first, as /usr/local/bin does on Modal.
+        path = f"{self._state.root / 'usr/local/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
         process_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": path,
             "HOME": str(self._state.root / "root"),
             "LANG": "C.UTF-8",
             "FAKE_MODAL_SANDBOX": self.object_id,  # inherited by every descendant: see stop()
             **self._state.image_env,
-            **{k: v for k, v in (env or {}).items() if v is not None},
+            # A value that is a sandbox path (HOME=/workspace/...) maps like an argv item.
+            **{k: self._map_path(v) for k, v in (env or {}).items() if v is not None},
         }
         proc = await asyncio.create_subprocess_exec(
             *[self._map_arg(a) for a in args],
@@ -482,8 +490,11 @@ class FakeSandbox:
         if self._cloud.snapshot_error is not None:
             raise self._cloud.snapshot_error
         image_id = _random_id("im-")
+        # What still ran when the filesystem was copied (a service writing its files).
+        self._cloud.running_at_snapshot[image_id] = self._cloud.processes_of(self.object_id)
         shutil.copytree(self._state.root, self._cloud.base / "images" / image_id, symlinks=True)
         self._cloud.images[image_id] = self._state.image_env
+        self._cloud.image_sources[image_id] = self._state.root
         return FakeImage(self._cloud, image_id)
 
     async def _get_tags(self) -> dict[str, str]:
@@ -513,6 +524,13 @@ class FakeModalCloud:
         self.exec_error: BaseException | None = None
         self.exec_reply_delay = 0.0
         self.snapshot_error: BaseException | None = None
+        # npm packages an image recipe may install (`npm install -g name@version`):
+        # name -> (version, command, host program). The fake links the host's program
+        # into the sandbox's /usr/local/bin as the command; a recipe asking another
+        # version fails to build.
+        self.npm_packages: dict[str, tuple[str, str, Path]] = {}
+        self.running_at_snapshot: dict[str, list[str]] = {}  # image id -> command lines
+        self.image_sources: dict[str, Path] = {}  # snapshot id -> root of the sandbox it copied
 
     # what tests look at
     def calls_to(self, name: str) -> list[Call]:
@@ -526,12 +544,30 @@ class FakeModalCloud:
         state = self.sandboxes[sandbox_id]
         if state.returncode is None:
             state.returncode = returncode
-        # Every process of the sandbox, background children in their own groups included.
+        for pid in self._pids_of(sandbox_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def _pids_of(sandbox_id: str) -> list[int]:
+        """Every live process of the sandbox, background children in their own groups included
+        (a zombie's environ reads empty: it is not counted)."""
         marker = f"FAKE_MODAL_SANDBOX={sandbox_id}".encode()
+        found = []
         for proc_dir in Path("/proc").glob("[0-9]*"):
             with contextlib.suppress(OSError):
                 if marker in (proc_dir / "environ").read_bytes().split(b"\0"):
-                    os.kill(int(proc_dir.name), signal.SIGKILL)
+                    found.append(int(proc_dir.name))
+        return found
+
+    def processes_of(self, sandbox_id: str) -> list[str]:
+        """The command lines of the sandbox's live processes."""
+        lines = []
+        for pid in self._pids_of(sandbox_id):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+                lines.append(" ".join(a.decode("utf-8", "replace") for a in argv))
+        return lines
 
     def expire(self, sandbox_id: str) -> None:
         """The sandbox reached its ``timeout`` on Modal's side."""
@@ -608,12 +644,14 @@ class FakeModalCloud:
         if image is not None and image.object_id is not None:  # a snapshot, restored by id
             if image.object_id not in self.images:
                 raise exc.NotFoundError(f"Image {image.object_id} not found")
+            root = self._restore_root(image.object_id, root)
             shutil.copytree(self.base / "images" / image.object_id, root, symlinks=True)
             image_env = self.images[image.object_id]
         else:
-            for directory in ("workspace", "tmp", "var/lib/agent-tui", "root"):
+            for directory in ("workspace", "tmp", "var/lib/agent-tui", "root", "usr/local/bin"):
                 (root / directory).mkdir(parents=True)
             image_env = dict(image.env_vars) if image is not None else {}
+            self._install_npm_packages(image.recipe if image is not None else (), root)
         state = SandboxState(
             sandbox_id,
             app.app_id,
@@ -624,6 +662,38 @@ class FakeModalCloud:
         )
         self.sandboxes[sandbox_id] = state
         return FakeSandbox(self, state)
+
+    def _restore_root(self, image_id: str, fresh: Path) -> Path:
+        """Where a sandbox restored from ``image_id`` keeps its files.
+
+        On Modal every sandbox sees its files at the same absolute paths, and
+        programs that record their working directory rely on it (OpenCode keys
+        its sessions by it). Here paths are host paths, so a restored sandbox
+        takes over the host directory of the sandbox its snapshot came from once
+        that one has finished (as the local provider keeps one directory per
+        session); while it still runs, the restore gets a path of its own.
+        """
+        source = self.image_sources.get(image_id)
+        if source is None or any(
+            state.root == source and state.returncode is None for state in self.sandboxes.values()
+        ):
+            return fresh
+        shutil.rmtree(source, ignore_errors=True)
+        return source
+
+    def _install_npm_packages(self, recipe: tuple[str, ...], root: Path) -> None:
+        """What the recipe's `npm install -g name@version` steps put on the sandbox's PATH."""
+        for step in recipe:
+            for name, version in _NPM_INSTALL.findall(step):
+                if name not in self.npm_packages:
+                    continue  # not available offline: the program is simply missing
+                have, command, program = self.npm_packages[name]
+                if version != have:
+                    raise exc.ImageBuildError(
+                        f"npm: {name}@{version} requested, the fake can install {name}@{have}",
+                        _random_id("im-"),
+                    )
+                (root / "usr/local/bin" / command).symlink_to(program)
 
     async def from_id(self, sandbox_id: str, client: Any = None) -> FakeSandbox:
         if sandbox_id not in self.sandboxes:

@@ -23,6 +23,7 @@ from modal.io_streams import StreamReader
 from modal.sandbox.sandbox import SandboxFilesystem
 
 import sandbox.sandbox as sandbox_app
+from backend.agent.opencode.binary import OPENCODE_VERSION
 from backend.errors import SandboxError
 from backend.settings import Settings
 from sandbox.modal_provider import ModalSandboxProvider
@@ -198,6 +199,31 @@ def test_the_image_recipe_builds_with_the_sdk_and_the_fake(tmp_path: Path) -> No
         bind(SYNC_ENTRY_POINTS[call.name], call.args, call.kwargs)
     assert {"git", "curl", "ripgrep"} <= set(cloud.calls[1].args)
     assert fake.env_vars["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def test_the_image_installs_the_pinned_opencode(tmp_path: Path) -> None:
+    """The version comes from backend/agent/opencode/binary.py, its one place."""
+    assert sandbox_app.OPENCODE_VERSION == OPENCODE_VERSION
+    cloud = FakeModalCloud(tmp_path)
+    sandbox_app.build_image(FakeModal(cloud))
+    [commands] = cloud.calls_to("Image.run_commands")
+    assert f"npm install -g opencode-ai@{OPENCODE_VERSION} && opencode --version" in commands.args
+
+
+async def test_the_fake_builds_only_the_opencode_version_it_has(tmp_path: Path) -> None:
+    cloud = FakeModalCloud(tmp_path)
+    cloud.npm_packages["opencode-ai"] = ("0.0.1", "opencode", Path("/bin/true"))
+    provider = ModalSandboxProvider(Settings(), modal_module=FakeModal(cloud))
+    with pytest.raises(SandboxError, match="failed to build"):
+        await provider.create("s")
+    cloud.npm_packages["opencode-ai"] = (OPENCODE_VERSION, "opencode", Path("/bin/true"))
+    sandbox = await provider.create("s")
+    # How the engine starts it: bash -c (not a login shell), the image's PATH.
+    code, out, _ = await sandbox.run_helper(
+        "bash", "-c", "command -v opencode && opencode", timeout=30
+    )
+    assert (code, out) == (0, b"/usr/local/bin/opencode\n")
+    await cloud.shutdown()
 
 
 def test_the_deployable_app_builds_the_image_through_a_function(

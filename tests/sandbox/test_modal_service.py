@@ -78,10 +78,37 @@ async def test_a_service_runs_behind_the_tunnel_with_a_password(
         assert answer.status_code == 200 and answer.text == "ok"
         assert (await http.get("/")).status_code == 401
     await service.stop()
-    deadline = asyncio.get_running_loop().time() + 30
-    while await service.is_running():
-        assert asyncio.get_running_loop().time() < deadline, "the service survived stop()"
+    # stop() returns once the service has exited: a pause snapshots right after it.
+    assert not any("SVC_PASSWORD" in line for line in cloud.processes_of(sandbox.id))
+    await provider.terminate(sandbox.session_id, sandbox.id, None)
+
+
+# A service that ignores SIGTERM (and says when it is up).
+STUBBORN = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+async def test_a_service_that_ignores_sigterm_is_killed_after_the_grace(
+    cloud: FakeModalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modal_provider, "SERVICE_PORT", _free_port())
+    monkeypatch.setattr(modal_provider, "SERVICE_STOP_GRACE_TICKS", 5)
+    provider = ModalSandboxProvider(Settings(), modal_module=FakeModal(cloud))
+    sandbox = await provider.create("0f2c4d0e-0000-4000-8000-000000000003")
+    spec = ServiceSpec(name="stubborn", argv=("python3", "-c", STUBBORN), port=0)
+    service = await sandbox.start_service(spec)
+    log = cloud.sandboxes[sandbox.id].root / "workspace" / ".agent-tui" / "stubborn.log"
+    deadline = asyncio.get_running_loop().time() + 60
+    while not (log.exists() and "up" in log.read_text()):  # SIG_IGN is in place
+        assert asyncio.get_running_loop().time() < deadline, "the service never started"
         await asyncio.sleep(0.1)
+    await service.stop()
+    assert not any("SIG_IGN" in line for line in cloud.processes_of(sandbox.id))
+    await service.stop()  # idempotent
     await provider.terminate(sandbox.session_id, sandbox.id, None)
 
 

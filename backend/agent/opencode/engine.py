@@ -100,7 +100,6 @@ class OpenCodeEngine:
                 max_tokens=self._settings.anthropic_max_tokens,
                 host_app=self._host_app,
                 proxy_base=self._proxy_base,
-                port=0 if self._binary is None else 4096,
             )
             try:
                 service = await sandbox.start_service(spec)

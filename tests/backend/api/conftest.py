@@ -80,15 +80,24 @@ def make_settings(tmp_path: Path, model_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running_server(settings: Settings, **services: Any) -> AsyncIterator[tuple[str, Any]]:
-    """Serve ``create_app(settings)`` on a free loopback port until the block ends."""
-    app = create_app(settings, **services)
+def server_socket() -> socket.socket:
+    """A bound loopback socket on a free port, for ``running_server(sock=...)`` when the
+    settings must know the server's URL (``AGENT_TUI_PUBLIC_URL``) before it starts."""
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )  # proto set: uvicorn turns Nagle off
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    settings: Settings, *, sock: socket.socket | None = None, **services: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """Serve ``create_app(settings)`` on a free loopback port until the block ends."""
+    app = create_app(settings, **services)
+    sock = sock or server_socket()
     port = sock.getsockname()[1]
     server = QuietServer(
         uvicorn.Config(
@@ -117,9 +126,13 @@ def fake_model() -> Iterator[FakeAnthropic]:
 
 @contextlib.asynccontextmanager
 async def api_for(
-    settings: Settings, fake_model: FakeAnthropic, **services: Any
+    settings: Settings,
+    fake_model: FakeAnthropic,
+    *,
+    sock: socket.socket | None = None,
+    **services: Any,
 ) -> AsyncIterator[Api]:
-    async with running_server(settings, **services) as (url, app):
+    async with running_server(settings, sock=sock, **services) as (url, app):
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield Api(url=url, http=http, settings=settings, app=app, model=fake_model)
 
