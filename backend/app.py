@@ -80,6 +80,7 @@ def open_sandbox_provider(settings: Settings) -> SandboxProvider:
             max_processes=settings.local_sandbox_max_processes,
             memory_mib=settings.local_sandbox_memory_mib,
             cpu_seconds=settings.local_sandbox_cpu_seconds,
+            service_cpu_seconds=settings.local_sandbox_service_cpu_seconds,
             max_file_mib=settings.local_sandbox_max_file_mib,
             workspace_mib=settings.local_sandbox_workspace_mib,
         ),

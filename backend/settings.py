@@ -106,6 +106,7 @@ class Settings:
     local_sandbox_max_processes: int = 512
     local_sandbox_memory_mib: int = 2048
     local_sandbox_cpu_seconds: int = 600
+    local_sandbox_service_cpu_seconds: int = 0  # a long-running service's (opencode serve)
     local_sandbox_max_file_mib: int = 1024
     local_sandbox_workspace_mib: int = 5120
     local_sandbox_uid_base: int = 1_000_000  # a root server's per-session sandbox users
@@ -258,6 +259,7 @@ class Settings:
             "local_sandbox_max_processes": ("LOCAL_SANDBOX_MAX_PROCESSES", int),
             "local_sandbox_memory_mib": ("LOCAL_SANDBOX_MEMORY_MIB", int),
             "local_sandbox_cpu_seconds": ("LOCAL_SANDBOX_CPU_SECONDS", int),
+            "local_sandbox_service_cpu_seconds": ("LOCAL_SANDBOX_SERVICE_CPU_SECONDS", int),
             "local_sandbox_max_file_mib": ("LOCAL_SANDBOX_MAX_FILE_MIB", int),
             "local_sandbox_workspace_mib": ("LOCAL_SANDBOX_WORKSPACE_MIB", int),
             "local_sandbox_uid_base": ("LOCAL_SANDBOX_UID_BASE", int),
@@ -332,6 +334,7 @@ class Settings:
             "local_sandbox_max_processes",
             "local_sandbox_memory_mib",
             "local_sandbox_cpu_seconds",
+            "local_sandbox_service_cpu_seconds",
             "local_sandbox_max_file_mib",
             "local_sandbox_workspace_mib",
         ):

@@ -176,13 +176,16 @@ class LocalSandbox:
         self._log(f"exec {outcome} in {time.monotonic() - started:.2f}s: {shown}")
         return result
 
-    def command_argv(self, argv: list[str], *, read_only: Sequence[str] = ()) -> list[str]:
+    def command_argv(
+        self, argv: list[str], *, read_only: Sequence[str] = (), service: bool = False
+    ) -> list[str]:
         """``argv`` wrapped to run in this sandbox: its mounts, its user, its bounds.
 
         Anything started inside the sandbox goes through here (the shell
         tool's commands, the clone, an agent engine run in the sandbox), so
         each gets the same guarantees. Run it with ``command_env()`` and the
-        workspace as working directory.
+        workspace as working directory. ``service``: a long-running service
+        (no per-command CPU-time bound, see ``ResourceLimits.for_service``).
         """
         return self._provider._isolation.wrap(
             str(self.workspace),
@@ -190,6 +193,7 @@ class LocalSandbox:
             user=self.user,
             etc_files=self._etc_files,
             read_only=read_only,
+            service=service,
         )
 
     def command_env(self) -> dict[str, str]:

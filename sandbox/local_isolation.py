@@ -123,12 +123,14 @@ class Isolation(Protocol):
         user: SandboxUser,
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
+        service: bool = False,
     ) -> list[str]:
         """The argv that runs ``argv`` in ``workspace`` as ``user``.
 
         ``etc_files`` are the generated ``/etc`` files of ``write_identity``;
         ``read_only`` lists extra host paths the command must be able to read
-        (a local repository to clone).
+        (a local repository to clone). ``service``: a long-running service,
+        bounded by ``ResourceLimits.for_service()`` instead of the command bounds.
         """
         ...
 
@@ -153,11 +155,13 @@ class NoIsolation:
         user: SandboxUser,
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
+        service: bool = False,
     ) -> list[str]:
         if self.prlimit is None:
             return list(argv)
+        limits = self.limits.for_service() if service else self.limits
         # No process bound: it would count every process of the server's user.
-        return [*self.limits.prlimit_argv(self.prlimit, processes=False), *argv]
+        return [*limits.prlimit_argv(self.prlimit, processes=False), *argv]
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,7 @@ class BwrapIsolation:
         user: SandboxUser,
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
+        service: bool = False,
     ) -> list[str]:
         if user.switch and self.setpriv is None:
             raise RuntimeError("a root server needs setpriv (util-linux) to switch users")
@@ -232,7 +237,8 @@ class BwrapIsolation:
                 args += ["--cap-add", cap]
         else:
             args += ["--unshare-user"]
-        args += ["--", *self.limits.prlimit_argv(self.prlimit)]
+        limits = self.limits.for_service() if service else self.limits
+        args += ["--", *limits.prlimit_argv(self.prlimit)]
         if user.switch:
             args += [
                 self.setpriv,

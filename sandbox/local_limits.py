@@ -11,7 +11,10 @@ most unprivileged setups offer. Every bound here works without one:
 - memory: ``RLIMIT_DATA`` per process (heap and private writable mappings).
   Unlike ``RLIMIT_AS`` it leaves address-space reservations alone, which Node,
   the JVM and Go make far beyond what they use;
-- CPU time: ``RLIMIT_CPU`` per process (SIGXCPU, then SIGKILL 5 s later);
+- CPU time: ``RLIMIT_CPU`` per process (SIGXCPU, then SIGKILL 5 s later).
+  A long-running service (``opencode serve``) adds up CPU time over a whole
+  session, so services get ``service_cpu_seconds`` instead (none by default,
+  see ``ResourceLimits.for_service``); every other bound applies to them too;
 - file size: ``RLIMIT_FSIZE`` per file (SIGXFSZ, or ``EFBIG`` for programs
   that ignore the signal, Python among them);
 - no core dumps (they would land in the workspace);
@@ -27,6 +30,7 @@ command starts and no process can raise them again (hard = soft).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -60,11 +64,29 @@ class ResourceLimits:
     cpu_seconds: int = 600  # CPU time of each process
     max_file_mib: int = 1024  # size of each file written
     workspace_mib: int = 5120  # the whole workspace
+    service_cpu_seconds: int = 0  # CPU time of each process of a long-running service
 
     def __post_init__(self) -> None:
-        for name in ("max_processes", "memory_mib", "cpu_seconds", "max_file_mib", "workspace_mib"):
+        for name in (
+            "max_processes",
+            "memory_mib",
+            "cpu_seconds",
+            "max_file_mib",
+            "workspace_mib",
+            "service_cpu_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no bound) or positive")
+
+    def for_service(self) -> ResourceLimits:
+        """The bounds of a long-running service (``Sandbox.start_service``).
+
+        ``cpu_seconds`` bounds one command; a service lives as long as its
+        sandbox and adds up CPU time over every turn, so it gets
+        ``service_cpu_seconds`` (0: none). Processes, memory, file size and
+        the workspace stay bounded. What the service starts inherits these.
+        """
+        return dataclasses.replace(self, cpu_seconds=self.service_cpu_seconds)
 
     @property
     def workspace_bytes(self) -> int:

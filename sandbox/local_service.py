@@ -205,7 +205,9 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
         env = sandbox.command_env()
         env.update({k: _fill(v, values) for k, v in spec.env.items()})
         wrapped = sandbox.command_argv(
-            [python, str(service_dir / _RELAY), *relay_args, "--", *argv], read_only=read_only
+            [python, str(service_dir / _RELAY), *relay_args, "--", *argv],
+            read_only=read_only,
+            service=True,
         )
         process = await asyncio.create_subprocess_exec(
             *wrapped,

@@ -31,6 +31,25 @@ def test_prlimit_options_set_soft_and_hard_together() -> None:
         ResourceLimits(memory_mib=-1)
 
 
+def test_a_service_gets_the_service_cpu_bound_and_every_other_bound() -> None:
+    limits = ResourceLimits(max_processes=64, memory_mib=256, cpu_seconds=3, max_file_mib=16)
+    service = limits.for_service()
+    assert service.cpu_seconds == 0 and "--cpu" not in " ".join(service.prlimit_argv("p"))
+    assert service.prlimit_argv("p") == [
+        "p",
+        "--core=0",
+        "--nproc=64",
+        f"--data={256 * 1024 * 1024}",
+        f"--fsize={16 * 1024 * 1024}",
+        "--",
+    ]
+    bounded = ResourceLimits(cpu_seconds=3, service_cpu_seconds=86400).for_service()
+    assert "--cpu=86400:86405" in bounded.prlimit_argv("p")
+    assert limits.cpu_seconds == 3  # the command bounds are unchanged
+    with pytest.raises(ValueError):
+        ResourceLimits(service_cpu_seconds=-1)
+
+
 @pytest.mark.parametrize(
     ("exit_code", "stderr", "setting"),
     [
