@@ -10,6 +10,13 @@ the workspace (``..``, absolute host paths, symlinks leading out) raises
 Errors: ``backend.errors.SandboxError`` for provider failures (HTTP 502),
 ``SandboxPathError`` (400), ``FileNotFound`` (404), ``IsADirectory`` /
 ``NotADirectory`` (400, they are ``ValidationError``s).
+
+The workspace's ``.agent-tui/`` (``RESERVED_DIR``) holds agent-tui's own files
+for the session (OpenCode's data, service sockets and logs). A ``Sandbox``
+reads and writes it like any path (the engine keeps its state there); what
+faces users and the model (the files API, the agent's file tools) goes
+through ``check_not_reserved`` and ``visible_entries``, and the providers put
+a ``.gitignore`` of ``*`` in it so git never shows it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from backend.errors import FileNotFound, SandboxError, SandboxPathError, ValidationError
 
 __all__ = [
+    "RESERVED_DIR",
     "ExecResult",
     "FileEntry",
     "FileNotFound",
@@ -29,6 +37,7 @@ __all__ = [
     "NotADirectory",
     "OutputCallback",
     "ProgressCallback",
+    "ReservedPath",
     "Sandbox",
     "SandboxError",
     "SandboxPathError",
@@ -36,8 +45,14 @@ __all__ = [
     "ServiceHandle",
     "ServiceSpec",
     "SnapshotLost",
+    "check_not_reserved",
     "normalize_relative_path",
+    "visible_entries",
 ]
+
+RESERVED_DIR = ".agent-tui"
+# What the providers write to RESERVED_DIR/.gitignore: git ignores the whole directory.
+RESERVED_GITIGNORE = b"# agent-tui's own files for this session (OpenCode, services)\n*\n"
 
 # (stream, text) with stream "stdout" or "stderr"
 OutputCallback = Callable[[str, str], Awaitable[None]]
@@ -51,6 +66,15 @@ class IsADirectory(ValidationError):
 
 class NotADirectory(ValidationError):
     default_message = "Path is not a directory"
+
+
+class ReservedPath(ValidationError):
+    """A path under the workspace's ``.agent-tui/``, which is not the user's to see or change."""
+
+    default_message = (
+        ".agent-tui/ holds agent-tui's own files for the session (OpenCode's data, "
+        "service sockets and logs); it is not part of the workspace's files"
+    )
 
 
 class SnapshotLost(SandboxError):
@@ -101,6 +125,21 @@ def normalize_relative_path(path: str) -> str:
             raise SandboxPathError(details={"path": path})
         parts.append(part)
     return posixpath.join(*parts) if parts else ""
+
+
+def check_not_reserved(path: str) -> str:
+    """``normalize_relative_path(path)``, refusing ``.agent-tui`` and anything under
+    it with ``ReservedPath``. Hiding, not a boundary: the sandbox's own processes
+    (the agent's shell, OpenCode) see the directory like any other."""
+    relative = normalize_relative_path(path)
+    if relative == RESERVED_DIR or relative.startswith(RESERVED_DIR + "/"):
+        raise ReservedPath(details={"path": path})
+    return relative
+
+
+def visible_entries(entries: list[FileEntry]) -> list[FileEntry]:
+    """A listing without ``.agent-tui`` (it only exists at the workspace root)."""
+    return [entry for entry in entries if entry.path != RESERVED_DIR]
 
 
 @dataclass(frozen=True)

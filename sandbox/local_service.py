@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from sandbox.base import SandboxError, ServiceSpec
+from sandbox.base import RESERVED_DIR, RESERVED_GITIGNORE, SandboxError, ServiceSpec
 
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
 
 __all__ = ["SERVICE_DIR", "LocalService", "start_local_service"]
 
-SERVICE_DIR = ".agent-tui"
+SERVICE_DIR = RESERVED_DIR
 _RELAY = "service_relay.py"
 
 
@@ -169,11 +169,12 @@ def _prepare_files(
     the log file, and the real paths to expose. ``owner`` (uid, gid) is the
     sandbox's own user when it is not the server's: the service writes there."""
     service_dir.mkdir(exist_ok=True)
+    (service_dir / ".gitignore").write_bytes(RESERVED_GITIGNORE)  # git never shows it
     (service_dir / _RELAY).write_bytes((resources.files("sandbox") / _RELAY).read_bytes())
     log_path = service_dir / f"{name}.log"
     log_file = open(log_path, "ab")
     if owner is not None:
-        for path in (service_dir, service_dir / _RELAY, log_path):
+        for path in (service_dir, service_dir / ".gitignore", service_dir / _RELAY, log_path):
             os.chown(path, *owner)
     link_dir = Path(tempfile.mkdtemp(prefix="agent-tui-svc-"))
     os.symlink(service_dir / f"{name}.sock", link_dir / "s")

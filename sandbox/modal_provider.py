@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from backend.errors import ApiError, FileNotFound, SandboxError, SandboxPathError, ValidationError
 from backend.settings import Settings
 from sandbox.base import (
+    RESERVED_DIR,
     ExecResult,
     FileEntry,
     IsADirectory,
@@ -55,7 +56,11 @@ WORKDIR = "/workspace"
 SERVICE_PORT = 4096
 # Starts a service in the background: $1 the service dir, $2 its pid file, $3
 # its log, then its argv. Paths travel as arguments, never inside the script.
-_SERVICE_WRAPPER = 'mkdir -p "$1" && echo $$ > "$2" && exec "${@:4}" >>"$3" 2>&1'
+# The dir gets a .gitignore of "*": git never shows agent-tui's own files.
+_SERVICE_WRAPPER = (
+    'mkdir -p "$1" && printf "%s\\n" "*" > "$1/.gitignore" && '
+    'echo $$ > "$2" && exec "${@:4}" >>"$3" 2>&1'
+)
 # $1: the service's pid file, $2: how many 0.1 s ticks it may take to exit
 # after SIGTERM before it gets SIGKILL. Returns once it is gone (a zombie counts).
 _SERVICE_STOP = """\
@@ -422,7 +427,7 @@ class ModalSandbox:
             basic = base64.b64encode(f"{spec.name}:{password}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         argv = [a.replace("{port}", str(port)) for a in spec.argv]
-        service_dir = f"{WORKDIR}/.agent-tui"
+        service_dir = f"{WORKDIR}/{RESERVED_DIR}"
         pidfile = f"/tmp/.agent-service-{spec.name}.pid"
         with self._errors.guard(f"starting {spec.name}", self.session_log):
             process = await self.handle.exec.aio(

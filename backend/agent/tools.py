@@ -19,14 +19,18 @@ from typing import Any
 from backend.errors import ApiError
 from backend.settings import Settings
 from sandbox.base import (
+    RESERVED_DIR,
     FileNotFound,
     IsADirectory,
     NotADirectory,
     OutputCallback,
+    ReservedPath,
     Sandbox,
     SandboxError,
     SandboxPathError,
+    check_not_reserved,
     normalize_relative_path,
+    visible_entries,
 )
 
 __all__ = [
@@ -311,6 +315,8 @@ class Toolbox:
             return await handler(arguments, sandbox)
         except ToolInputError as exc:
             return ToolOutcome(f"Error: {exc}", True)
+        except ReservedPath as exc:
+            return ToolOutcome(f"Error: {path!r} is not available: {exc.message}.", True)
         except SandboxPathError:
             return ToolOutcome(
                 f"Error: {path!r} is outside the workspace. Use a path relative to the "
@@ -365,6 +371,7 @@ class Toolbox:
         path = _string(args, "path")
         offset = _integer(args, "offset") or 1
         limit = _integer(args, "limit") or DEFAULT_READ_LINES
+        check_not_reserved(path)
         text = _decode_text(await sandbox.read_file(path), path)
         if not text:
             return ToolOutcome(f"({path} is empty)")
@@ -387,7 +394,7 @@ class Toolbox:
     async def _write_file(self, args: dict[str, Any], sandbox: Sandbox) -> ToolOutcome:
         path = _string(args, "path")
         content = _string(args, "content")
-        if not normalize_relative_path(path):
+        if not check_not_reserved(path):
             raise ToolInputError("'path' must name a file, not the workspace root")
         data = content.encode()
         await sandbox.write_file(path, data)
@@ -404,6 +411,7 @@ class Toolbox:
             )
         if old == new:
             raise ToolInputError("'old_string' and 'new_string' are the same; nothing to change")
+        check_not_reserved(path)
         text = _decode_text(await sandbox.read_file(path), path)
         count = text.count(old)
         if count == 0:
@@ -424,7 +432,8 @@ class Toolbox:
 
     async def _list_files(self, args: dict[str, Any], sandbox: Sandbox) -> ToolOutcome:
         path = _string(args, "path", required=False)
-        entries = await sandbox.list_dir(path)
+        check_not_reserved(path)
+        entries = visible_entries(await sandbox.list_dir(path))
         where = normalize_relative_path(path) or "the workspace root"
         if not entries:
             return ToolOutcome(f"({where} is empty)")
@@ -440,7 +449,7 @@ class Toolbox:
         pattern = _string(args, "pattern")
         if not pattern:
             raise ToolInputError("'pattern' is empty")
-        target = normalize_relative_path(_string(args, "path", required=False)) or "."
+        target = check_not_reserved(_string(args, "path", required=False)) or "."
         glob = _string(args, "glob", required=False)
         q = shlex.quote
         rg = ["rg", "--line-number", "--with-filename", "--no-heading", "--color=never"]
@@ -449,6 +458,10 @@ class Toolbox:
         if glob:
             rg += ["--glob", q(glob)]
             grep += [f"--include={q(glob)}"]
+        # .agent-tui/ is agent-tui's own (rg skips hidden directories anyway, grep does
+        # not); last, so no glob of the model's brings it back (rg: the last match wins).
+        rg += ["--glob", q(f"!/{RESERVED_DIR}/")]
+        grep += [f"--exclude-dir={RESERVED_DIR}"]
         # With no path operand both tools search the working directory and print
         # paths without a "./" prefix, the same paths the other tools take.
         tail = ["-e", q(pattern)] + (["--", q(target)] if target != "." else [])

@@ -49,7 +49,14 @@ from backend.sessions.permissions import PermissionGate, request_json
 from backend.sessions.tool_output import ToolOutputStream
 from backend.settings import Settings
 from backend.store.base import Store
-from sandbox.base import FileEntry, Sandbox, SandboxProvider, SnapshotLost
+from sandbox.base import (
+    FileEntry,
+    Sandbox,
+    SandboxProvider,
+    SnapshotLost,
+    check_not_reserved,
+    visible_entries,
+)
 
 if TYPE_CHECKING:
     from backend.sessions.cluster import Cluster
@@ -1005,10 +1012,14 @@ class SessionActor:
     # ------------------------------------------------------------------ files and logs
 
     async def list_files(self, path: str) -> list[FileEntry]:
+        """The files API's listing: ``.agent-tui/`` is neither listed nor listable."""
+        check_not_reserved(path)
         sandbox = await self._sandbox_for_files()
-        return await sandbox.list_dir(path)
+        return visible_entries(await sandbox.list_dir(path))
 
     async def read_file(self, path: str) -> bytes:
+        """The files API's read; a path under ``.agent-tui/`` answers ``ReservedPath``."""
+        check_not_reserved(path)
         sandbox = await self._sandbox_for_files()
         return await sandbox.read_file(path)
 

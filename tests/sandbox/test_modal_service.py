@@ -77,6 +77,11 @@ async def test_a_service_runs_behind_the_tunnel_with_a_password(
                 await asyncio.sleep(0.1)
         assert answer.status_code == 200 and answer.text == "ok"
         assert (await http.get("/")).status_code == 401
+    # The service directory stays out of git (a .gitignore of "*" in it).
+    git = await sandbox.exec(
+        "git init -q . && git status --porcelain --untracked-files=all", timeout=60
+    )
+    assert git.exit_code == 0 and git.stdout == "", git
     await service.stop()
     # stop() returns once the service has exited: a pause snapshots right after it.
     assert not any("SVC_PASSWORD" in line for line in cloud.processes_of(sandbox.id))

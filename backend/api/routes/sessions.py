@@ -412,7 +412,9 @@ async def files(
     principal: Principal = Depends(rate_limited("files")),
 ) -> Response:
     """Workspace files. Paths are relative to the workspace root; ``..``, absolute paths and
-    symlinks leading out answer 400. A paused session's sandbox is resumed to read it."""
+    symlinks leading out answer 400. A paused session's sandbox is resumed to read it.
+    ``.agent-tui/`` (agent-tui's own files: OpenCode's data, service sockets) is never
+    listed, and a path in it answers 400 ``VALIDATION_ERROR``."""
     actor = await _actor(request, session_id, principal)
     is_listing = path == "" or path.endswith("/")
     relative = normalize_relative_path(path)

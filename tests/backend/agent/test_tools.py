@@ -272,3 +272,50 @@ def test_truncate_middle_keeps_valid_utf8():
     assert cut.startswith("é" * 25) and cut.endswith("é" * 25)
     assert "bytes of output omitted" in cut
     assert truncate_middle("short", 100) == "short"
+
+
+# -- .agent-tui/: agent-tui's own files, out of the file tools' sight
+
+
+class NoRipgrepSandbox(TmpSandbox):
+    """Runs the search's grep branch, as a sandbox without ripgrep would."""
+
+    async def exec(self, command: str, **kwargs: Any) -> ExecResult:
+        return await super().exec(command.replace("command -v rg", "false", 1), **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["rg", "grep"])
+async def test_the_file_tools_never_show_or_touch_agent_tui(toolbox, tmp_path, kind):
+    if kind == "rg" and shutil.which("rg") is None:
+        pytest.skip("ripgrep is not installed here")
+    sandbox = (TmpSandbox if kind == "rg" else NoRipgrepSandbox)(tmp_path / "w")
+    (sandbox.root / ".agent-tui").mkdir()
+    (sandbox.root / ".agent-tui" / "opencode-session").write_text("needle in agent-tui\n")
+    (sandbox.root / "notes.txt").write_text("needle in notes\n")
+
+    listed = await call(toolbox, sandbox, "list_files")
+    assert listed == ToolOutcome("notes.txt  (16 bytes)")
+    for glob in ("", "*", "opencode-session", ".agent-tui/*"):
+        found = await call(toolbox, sandbox, "search", pattern="needle", glob=glob)
+        assert "agent-tui" not in found.content.replace("needle in notes", ""), (glob, found)
+
+    for name, args in (
+        ("list_files", {"path": ".agent-tui"}),
+        ("read_file", {"path": ".agent-tui/opencode-session"}),
+        ("read_file", {"path": "./.agent-tui//opencode-session"}),
+        ("write_file", {"path": ".agent-tui/opencode-session", "content": "x"}),
+        ("write_file", {"path": ".agent-tui/new/file", "content": "x"}),
+        (
+            "edit_file",
+            {"path": ".agent-tui/opencode-session", "old_string": "a", "new_string": "b"},
+        ),
+        ("search", {"pattern": "needle", "path": ".agent-tui"}),
+    ):
+        out = await call(toolbox, sandbox, name, **args)
+        assert out.is_error and ".agent-tui/ holds agent-tui's own files" in out.content, (
+            name,
+            args,
+            out,
+        )
+    assert (sandbox.root / ".agent-tui" / "opencode-session").read_text() == "needle in agent-tui\n"
+    assert not (sandbox.root / ".agent-tui" / "new").exists()

@@ -388,6 +388,32 @@ async def test_file_paths_cannot_escape(api: Api) -> None:
     )
 
 
+async def test_the_files_api_hides_agent_tui(api: Api) -> None:
+    """``.agent-tui/`` (OpenCode's data, service sockets) is agent-tui's own: not
+    listed, and reading or listing it answers 400 saying why."""
+    key = await api.key()
+    sid = await new_session(api, key)
+    api.model.enqueue(
+        reply().tool_use(
+            "shell",
+            {
+                "command": "mkdir .agent-tui && echo s > .agent-tui/opencode-session && echo v > v.txt"
+            },
+        ),
+        reply().text("ok"),
+    )
+    await collect(api, "POST", f"/v1/sessions/{sid}/messages", key, json={"content": "go"})
+    for listing in ("", "./"):
+        root = await api.http.get(f"/v1/sessions/{sid}/files/{listing}", headers=api.auth(key))
+        assert [f["name"] for f in root.json()["files"]] == ["v.txt"], root.text
+    for path in (".agent-tui", ".agent-tui/", ".agent-tui/opencode-session", "./.agent-tui//x"):
+        status, body = await raw_get(api, f"/v1/sessions/{sid}/files/{path}", api.auth(key))
+        error = json.loads(body)["error"]
+        assert (status, error["code"]) == (400, "VALIDATION_ERROR"), (path, body)
+        assert error["message"].startswith(".agent-tui/ holds agent-tui's own files"), body
+        assert error["details"]["path"].startswith(".agent-tui")
+
+
 async def test_model_error_ends_the_turn_and_the_session_stays_usable(api: Api) -> None:
     key = await api.key()
     sid = await new_session(api, key)

@@ -1,6 +1,9 @@
-"""A long-running service of a local sandbox is not bound by the per-command
-CPU time (``LOCAL_SANDBOX_CPU_SECONDS``): ``opencode serve`` adds up CPU time
-over a whole session. Commands keep their bound. Read from inside the sandbox."""
+"""Services of a local sandbox, seen from inside it.
+
+A long-running service is not bound by the per-command CPU time
+(``LOCAL_SANDBOX_CPU_SECONDS``): ``opencode serve`` adds up CPU time over a
+whole session. Commands keep their bound. And the service directory
+(``.agent-tui/``) stays out of git."""
 
 from __future__ import annotations
 
@@ -67,3 +70,28 @@ async def test_a_service_cpu_bound_can_be_set(tmp_path: Path) -> None:
     finally:
         await provider.close()
     assert (command, service) == ("7 12", "86400 86405")
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+async def test_git_never_shows_the_service_directory(tmp_path: Path, isolation: str) -> None:
+    provider = make_provider(tmp_path, isolation)
+    try:
+        sandbox = await provider.create("svc-git")
+        init = await sandbox.exec("git init -q . && echo a > a.txt", timeout=60)
+        assert init.exit_code == 0, init
+        service = await sandbox.start_service(
+            ServiceSpec(name="idle", argv=("sleep", "600"), port=0)
+        )
+        try:
+            assert (sandbox.workspace / ".agent-tui" / "idle.log").exists()
+            status = await sandbox.exec(
+                "git status --porcelain --untracked-files=all; git add -A; git ls-files --cached",
+                timeout=60,
+            )
+        finally:
+            await service.stop()
+        assert status.exit_code == 0, status
+        assert status.stdout.splitlines() == ["?? a.txt", "a.txt"], status
+    finally:
+        await provider.terminate("svc-git", None, None)
+        await provider.close()
