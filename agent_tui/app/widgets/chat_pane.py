@@ -42,6 +42,9 @@ Type a message below and press [b]Enter[/b] to start a session, or press [b]Ctrl
 for a new one. [b]Ctrl+P[/b] lists every action.
 
 In the prompt, [b]Ctrl+J[/b] adds a line and [b]↑[/b] recalls earlier messages.
+
+Sessions run the built-in agent; [b]/new opencode[/b] starts one whose turns run in \
+OpenCode instead. [b]/help[/b] lists the slash commands.
 """
 
 

@@ -99,14 +99,21 @@ class OpenCodeClient:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """OpenCode's events, parsed, as they come (ends when the server closes)."""
-        async with aconnect_sse(self._http, "GET", "/event") as source:
-            async for sse in source.aiter_sse():
-                if not sse.data:
-                    continue
-                try:
-                    yield json.loads(sse.data)
-                except ValueError:
-                    continue
+        try:
+            async with aconnect_sse(self._http, "GET", "/event") as source:
+                async for sse in source.aiter_sse():
+                    if not sse.data:
+                        continue
+                    try:
+                        yield json.loads(sse.data)
+                    except ValueError:
+                        continue
+        except httpx.HTTPError as exc:
+            # A broken stream (OpenCode exited mid-answer, say) is OpenCode being
+            # unavailable, not an error of this server.
+            raise OpenCodeUnavailable(
+                f"OpenCode's event stream broke: {type(exc).__name__}"
+            ) from exc
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -176,9 +176,13 @@ class OpenCodeEngine:
                         await runtime.client.reply_permission(request_id, "once")
                     mapper.permission_requests.clear()
             except (OpenCodeUnavailable, StopAsyncIteration, OSError) as exc:
+                exited = await _exited(runtime.service)
                 raise ModelError(
                     "MODEL_UNAVAILABLE",
-                    "OpenCode stopped answering during the turn",
+                    "OpenCode exited during the turn (its log: .agent-tui/opencode.log); "
+                    "the next message starts it again"
+                    if exited
+                    else "OpenCode stopped answering during the turn",
                     details={"engine": "opencode", "error": type(exc).__name__},
                     partial=mapper.result("error"),
                 ) from exc
@@ -234,6 +238,21 @@ class OpenCodeEngine:
         await asyncio.gather(
             *(self._stop(r) for r in list(self._runtimes.values())), return_exceptions=True
         )
+
+
+async def _exited(service: ServiceHandle, within: float = 3.0) -> bool:
+    """Whether the service's process exits within ``within`` seconds (its stream
+    breaks a moment before the relay around it notices). False when unknown."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    try:
+        while await service.is_running():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+    except Exception:
+        return False
+    return True
 
 
 async def _workspace_home(sandbox: Sandbox) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,18 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     assert usage.by_type.get("proxy.tokens.output", 0) > 0
 
 
+async def model_call_hangs(api: Api, sid: str) -> None:
+    """Wait until the session runs and the fake has taken the scripted (hanging) reply."""
+    deadline = asyncio.get_running_loop().time() + 120
+    # In process, not over HTTP: polling the API would spend the rate limit.
+    while not (
+        api.services.registry.loaded_actor(sid).record.status == "running"
+        and api.model.pending == 0
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the turn never started"
+        await asyncio.sleep(0.1)
+
+
 def engine_of(api: Api) -> Any:
     return api.services.registry._deps.engines["opencode"]
 
@@ -95,15 +109,7 @@ async def test_interrupt_aborts_opencode_and_replay_matches(oc_api: Api) -> None
         events.extend(await turn(oc_api, key, sid, "count slowly"))
 
     task = asyncio.create_task(run_turn())
-    deadline = asyncio.get_running_loop().time() + 120
-    # Running, and the fake has taken the scripted reply: OpenCode's model call hangs.
-    while True:
-        # In process, not over HTTP: polling the API would spend the rate limit.
-        actor = oc_api.services.registry.loaded_actor(sid)
-        if actor.record.status == "running" and oc_api.model.pending == 0:
-            break
-        assert asyncio.get_running_loop().time() < deadline, "the turn never started"
-        await asyncio.sleep(0.1)
+    await model_call_hangs(oc_api, sid)
     r = await oc_api.http.post(f"/v1/sessions/{sid}/interrupt", headers=oc_api.auth(key))
     assert r.status_code == 200
     await asyncio.wait_for(task, 60)
@@ -157,6 +163,13 @@ def _descendants(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 todo.extend(int(c) for c in task.read_text().split())
     return found
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return ""
 
 
 def _environs(pids: list[int]) -> bytes:
@@ -239,3 +252,35 @@ async def test_the_proxy_refuses_other_sessions_and_deleted_ones(oc_api: Api) ->
     assert r.status_code == 200
     assert (await call(one, token_one)).status_code == 401
     assert (await call(two, token_two)).status_code == 200
+
+
+async def test_opencode_dying_mid_turn_ends_the_turn_and_the_next_message_restarts_it(
+    oc_api: Api,
+) -> None:
+    key = await oc_api.key()
+    sid = await new_session(oc_api, key)
+    first_pid = engine_of(oc_api)._runtimes[sid].service.process.pid
+    oc_api.model.enqueue(reply().text("one two three").hang(after_deltas=1))
+    events: list[dict[str, Any]] = []
+
+    async def run_turn() -> None:
+        events.extend(await turn(oc_api, key, sid, "count"))
+
+    task = asyncio.create_task(run_turn())
+    await model_call_hangs(oc_api, sid)
+    # OpenCode itself dies (as when its runtime crashes), not the sandbox.
+    killed = [p for p in _descendants(first_pid) if _command_name(p).startswith("opencode")]
+    assert killed
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    await asyncio.wait_for(task, 90)
+    error = next(d for t, d in data(events, "error"))
+    assert error["code"] == "MODEL_UNAVAILABLE", error
+    assert "exited" in error["message"], error
+    assert types(events)[-2:] == ["error", "session.idle"], types(events)
+    # The next message starts OpenCode again, in the same OpenCode session.
+    oc_api.model.enqueue(reply().text("back again"))
+    after = await turn(oc_api, key, sid, "still there?")
+    assert after[-2]["data"]["content"] == "back again"
+    assert engine_of(oc_api)._runtimes[sid].service.process.pid != first_pid
