@@ -1070,6 +1070,13 @@ class SessionActor:
         lines = [f"[agent] {line}" for line in self._logs] + [
             f"[sandbox] {line}" for line in provider_lines
         ]
+        engine_logs = getattr(self._engine, "logs", None)
+        if engine_logs is not None and self._sandbox is not None:
+            try:
+                engine_lines = await engine_logs(self._sandbox, tail)
+            except Exception as exc:
+                engine_lines = [f"(logs unavailable: {_sandbox_message(exc, 'error')})"]
+            lines += [f"[{self.record.engine}] {line}" for line in engine_lines]
         return lines[-tail:] if tail else []
 
     async def follow(self, after_seq: int | None) -> AsyncIterator[bytes]:

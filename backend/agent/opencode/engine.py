@@ -35,6 +35,8 @@ __all__ = ["SESSION_FILE", "OpenCodeEngine"]
 log = logging.getLogger(__name__)
 
 SESSION_FILE = ".agent-tui/opencode-session"
+# What ``opencode serve`` prints (both providers write a service's output there).
+LOG_FILE = ".agent-tui/opencode.log"
 # After an abort, how long the turn waits for OpenCode to settle (its last parts, idle).
 _ABORT_SETTLE_SECONDS = 5.0
 
@@ -208,6 +210,14 @@ class OpenCodeEngine:
                 async for event in events:
                     if await mapper.handle(event):
                         break
+
+    async def logs(self, sandbox: Sandbox, tail: int) -> list[str]:
+        """The last ``tail`` lines OpenCode printed in ``sandbox`` (start-up, crashes)."""
+        try:
+            data = await sandbox.read_file(LOG_FILE)
+        except FileNotFound:
+            return []
+        return data.decode(errors="replace").splitlines()[-tail:] if tail else []
 
     async def release(self, session_id: str) -> None:
         """Stop the session's OpenCode (before a pause or a delete) and revoke its token."""

@@ -446,7 +446,7 @@ async def logs(
     tail: int = Query(100, ge=1, le=1000),
     principal: Principal = Depends(_default),
 ) -> LogList:
-    """Recent agent and sandbox log lines of the session, for debugging."""
+    """Recent agent, sandbox and engine (OpenCode) log lines of the session, for debugging."""
     actor = await _actor(request, session_id, principal)
     return LogList(logs=await actor.logs(tail))
 

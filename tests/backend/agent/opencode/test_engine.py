@@ -284,3 +284,8 @@ async def test_opencode_dying_mid_turn_ends_the_turn_and_the_next_message_restar
     after = await turn(oc_api, key, sid, "still there?")
     assert after[-2]["data"]["content"] == "back again"
     assert engine_of(oc_api)._runtimes[sid].service.process.pid != first_pid
+    # What OpenCode printed is in the session's logs, for whoever debugs the crash.
+    r = await oc_api.http.get(f"/v1/sessions/{sid}/logs?tail=500", headers=oc_api.auth(key))
+    assert any(
+        line.startswith("[opencode] ") and "listening" in line for line in r.json()["logs"]
+    ), r.json()
