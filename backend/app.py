@@ -98,12 +98,13 @@ def open_agent(settings: Settings) -> Any:
 
 
 def open_engines(
-    settings: Settings, store: Store, provider: SandboxProvider
+    settings: Settings, store: Store, provider: SandboxProvider, *, models: Any = None
 ) -> tuple[Any, dict[str, Any]]:
     """The model proxy and the engines besides the built-in loop (OpenCode).
 
     A local sandbox reaches the proxy through a relay into the sandbox (only the
     proxy's own small app); a Modal sandbox through ``AGENT_TUI_PUBLIC_URL``.
+    ``models`` is the built-in loop's model catalog (what each model can do).
     """
     from backend.agent.opencode import OpenCodeEngine
     from backend.model_proxy import ModelProxy, ProxyTokens
@@ -116,9 +117,10 @@ def open_engines(
             proxy.tokens,
             proxy_base=settings.public_url.rstrip("/"),
             in_sandbox_binary="opencode",
+            models=models,
         )
     else:
-        engine = OpenCodeEngine(settings, proxy.tokens, host_app=proxy_app(proxy))
+        engine = OpenCodeEngine(settings, proxy.tokens, host_app=proxy_app(proxy), models=models)
     return proxy, {"opencode": engine}
 
 
@@ -220,7 +222,9 @@ def create_app(
 
                 cluster = Cluster(settings, the_store)  # type: ignore[arg-type]
                 stack.push_async_callback(cluster.close)
-            proxy, engines = open_engines(settings, the_store, the_provider)
+            proxy, engines = open_engines(
+                settings, the_store, the_provider, models=getattr(the_agent, "models", None)
+            )
             stack.push_async_callback(proxy.aclose)
             for engine in engines.values():
                 stack.push_async_callback(engine.aclose)

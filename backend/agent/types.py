@@ -107,4 +107,5 @@ class TurnObserver(Protocol):
     #   async def on_thinking_done(self, text: str) -> None
     #   async def on_tool_output(self, call: ToolCall, stream: str, text: str) -> None
     #   async def on_compacted(self, info: dict[str, Any]) -> None
-    #   async def ask_permission(self, call: ToolCall) -> str  ("allow" | "deny")
+    #   async def check_permission(self, call: ToolCall) -> str | None
+    #       (None: the call may run; else the tool error the model gets instead)

@@ -902,6 +902,8 @@ class SessionActor:
                     await self._unclaim()
 
     async def _resume_cut_turn_held(self, message_id: str, tool_use_id: str) -> None:
+        if getattr(self._engine, "resume_turn", None) is None:
+            return  # OpenCode keeps its own turn state: a cut turn there is over
         messages = await self._store.list_messages(self.id)
         if not messages or messages[-1].id != message_id:
             return  # a later turn ran meanwhile: that request's turn is over
@@ -933,7 +935,7 @@ class SessionActor:
         )
         await self._drive_turn(
             assistant,
-            lambda observer: self._deps.agent.resume_turn(
+            lambda observer: self._engine.resume_turn(
                 history=history,
                 partial=partial,
                 system_prompt=self.record.system_prompt,

@@ -4,6 +4,10 @@
 - ``ask``: shell, write_file and edit_file wait for the user's approval; reads run.
 - ``read-only``: those tools are refused with a tool error the model sees.
 
+Both engines ask here: the built-in loop before each tool call, OpenCode's
+engine for each permission request OpenCode raises (its bash and edits, named
+as the built-in tools, ``backend/agent/opencode/permissions.py``).
+
 In ``ask`` mode a call becomes a stored ``PermissionRequest`` and a
 ``permission.requested`` event; the turn waits until the request has a decision.
 The wait reads the store (every ``PERMISSION_POLL_SECONDS``) and wakes at once
@@ -43,8 +47,8 @@ def refusal(call: ToolCall, mode: str, decision: str | None = None) -> str:
     if mode == READ_ONLY:
         return (
             f"Refused: this session is read-only, so {call.name} cannot run. Continue with "
-            "the read-only tools (read_file, list_files, search), or ask the user to change "
-            "the permission mode."
+            "the tools that only read (reading, listing and searching files), or ask the user "
+            "to change the permission mode."
         )
     return (
         f"Denied: the user did not allow this {call.name} call. Do not retry it as is; "

@@ -2,8 +2,9 @@
 
 ``GET /global/health``, ``POST /session``, ``GET /session/{id}``,
 ``POST /session/{id}/prompt_async`` (answers 204 at once; the reply comes as
-events), ``POST /session/{id}/abort``, ``POST /permission/{id}/reply`` and the
-``GET /event`` SSE stream (``data:`` lines of ``{"type", "properties"}``).
+events), ``POST /session/{id}/abort``, ``GET /permission``,
+``POST /permission/{id}/reply`` and the ``GET /event`` SSE stream (``data:``
+lines of ``{"type", "properties"}``).
 """
 
 from __future__ import annotations
@@ -85,17 +86,30 @@ class OpenCodeClient:
             return False
         return response.status_code == 200
 
-    async def prompt(self, session_id: str, text: str, *, system: str | None = None) -> None:
+    async def prompt(
+        self, session_id: str, text: str, *, system: str | None = None, variant: str | None = None
+    ) -> None:
         body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
         if system:
             body["system"] = system
+        if variant:
+            body["variant"] = variant
         await self._json("POST", f"/session/{session_id}/prompt_async", json=body)
 
     async def abort(self, session_id: str) -> None:
         await self._json("POST", f"/session/{session_id}/abort")
 
-    async def reply_permission(self, request_id: str, reply: str) -> None:
-        await self._json("POST", f"/permission/{request_id}/reply", json={"reply": reply})
+    async def reply_permission(
+        self, request_id: str, reply: str, *, message: str | None = None
+    ) -> None:
+        """``once``, ``always`` or ``reject``; a reject's ``message`` is the tool
+        error the model sees (without one, OpenCode stops the turn)."""
+        body = {"reply": reply, **({"message": message} if message else {})}
+        await self._json("POST", f"/permission/{request_id}/reply", json=body)
+
+    async def pending_permissions(self) -> set[str]:
+        """The ids of the permission requests OpenCode still waits on."""
+        return {str(r.get("id")) for r in await self._json("GET", "/permission") or []}
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """OpenCode's events, parsed, as they come (ends when the server closes)."""

@@ -16,7 +16,16 @@ from typing import Any
 
 from sandbox.base import ServiceSpec
 
-__all__ = ["DATA_DIR", "PROVIDER_ID", "SERVICE_NAME", "opencode_config", "service_spec"]
+__all__ = [
+    "ADAPTIVE_THINKING_VARIANT",
+    "ASKED_PERMISSIONS",
+    "DATA_DIR",
+    "PROVIDER_ID",
+    "SERVICE_NAME",
+    "THINKING_VARIANT",
+    "opencode_config",
+    "service_spec",
+]
 
 SERVICE_NAME = "opencode"
 PROVIDER_ID = "agent-tui"
@@ -34,9 +43,21 @@ _OFFLINE_ENV = {
 }
 
 
-def opencode_config(*, proxy_url: str, token: str, model: str, max_tokens: int) -> dict[str, Any]:
-    """OpenCode's config: the proxy as the only provider, every permission allowed
-    (the contract has no permission events yet; the sandbox is the boundary)."""
+# OpenCode asks before these permissions; the engine puts each request to the
+# session's permission gate (``backend/sessions/permissions.py``), which decides
+# by the session's mode. Nothing else mutates the workspace ("edit" covers
+# OpenCode's edit, write and apply_patch tools).
+ASKED_PERMISSIONS = ("bash", "edit")
+# The model variant a prompt names when the session asks for extended thinking.
+THINKING_VARIANT = "agent-tui-thinking"
+ADAPTIVE_THINKING_VARIANT = "agent-tui-thinking-adaptive"
+
+
+def opencode_config(
+    *, proxy_url: str, token: str, model: str, max_tokens: int, thinking_budget: int = 4096
+) -> dict[str, Any]:
+    """OpenCode's config: the proxy as the only provider; bash and edits asked
+    (the engine answers by the session's permission mode), the rest allowed."""
     return {
         "$schema": "https://opencode.ai/config.json",
         "autoupdate": False,
@@ -44,7 +65,10 @@ def opencode_config(*, proxy_url: str, token: str, model: str, max_tokens: int) 
         "model": f"{PROVIDER_ID}/{model}",
         "small_model": f"{PROVIDER_ID}/{model}",
         "enabled_providers": [PROVIDER_ID],
-        "permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+        "permission": {"webfetch": "allow", **dict.fromkeys(ASKED_PERMISSIONS, "ask")},
+        # A denied call is a tool error the model sees and the turn goes on (as with
+        # the built-in engine), also for the calls OpenCode rejects along with it.
+        "experimental": {"continue_loop_on_deny": True},
         "provider": {
             PROVIDER_ID: {
                 "npm": "@ai-sdk/anthropic",
@@ -55,6 +79,13 @@ def opencode_config(*, proxy_url: str, token: str, model: str, max_tokens: int) 
                         "name": model,
                         "tool_call": True,
                         "limit": {"context": 200_000, "output": max_tokens},
+                        # Chosen per prompt (``variant``) when the session has thinking on.
+                        "variants": {
+                            THINKING_VARIANT: {
+                                "thinking": {"type": "enabled", "budgetTokens": thinking_budget}
+                            },
+                            ADAPTIVE_THINKING_VARIANT: {"thinking": {"type": "adaptive"}},
+                        },
                     }
                 },
             }
@@ -71,6 +102,7 @@ def service_spec(
     model: str,
     max_tokens: int,
     host_app: Any,
+    thinking_budget: int = 4096,
     proxy_base: str = "{host_url}",
     port: int = 0,
 ) -> ServiceSpec:
@@ -81,7 +113,13 @@ def service_spec(
     ``workspace_home`` is the workspace's absolute path inside the sandbox.
     """
     proxy_url = f"{proxy_base}/v1/model-proxy/{session_id}/v1"
-    config = opencode_config(proxy_url=proxy_url, token=token, model=model, max_tokens=max_tokens)
+    config = opencode_config(
+        proxy_url=proxy_url,
+        token=token,
+        model=model,
+        max_tokens=max_tokens,
+        thinking_budget=thinking_budget,
+    )
     data = f"{workspace_home}/{DATA_DIR}"
     env = {
         **_OFFLINE_ENV,

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from backend.agent.opencode.binary import find_opencode
-from backend.agent.opencode.config import service_spec
+from backend.agent.opencode.config import (
+    ADAPTIVE_THINKING_VARIANT,
+    THINKING_VARIANT,
+    service_spec,
+)
 from backend.agent.opencode.errors import OpenCodeUnavailable
 from backend.agent.opencode.events import TurnMapper
+from backend.agent.opencode.permissions import PermissionAnswers
 from backend.agent.types import ModelError, TurnObserver, TurnResult
 from backend.errors import FileNotFound, SandboxError
 from backend.model_proxy import ProxyTokens
@@ -28,6 +33,7 @@ from backend.settings import Settings
 from sandbox.base import Sandbox, ServiceHandle
 
 if TYPE_CHECKING:
+    from backend.agent.models import ModelCatalog
     from backend.agent.opencode.client import OpenCodeClient
 
 __all__ = ["SESSION_FILE", "OpenCodeEngine"]
@@ -64,12 +70,16 @@ class OpenCodeEngine:
         host_app: Any = None,
         proxy_base: str = "{host_url}",
         in_sandbox_binary: str | None = None,
+        models: ModelCatalog | None = None,
     ) -> None:
         """``host_app`` is the model proxy's ASGI app, relayed into local sandboxes;
         ``proxy_base`` the URL the sandbox reaches it at (``{host_url}`` for the
         relay, the server's public URL for Modal). ``in_sandbox_binary`` names the
-        program inside the sandbox when it is not the host's (Modal's image)."""
+        program inside the sandbox when it is not the host's (Modal's image).
+        ``models`` (the built-in loop's catalog) says whether and how a model
+        thinks; without it, thinking is asked for with a budget."""
         self._settings = settings
+        self._models = models
         self._tokens = tokens
         self._host_app = host_app
         self._proxy_base = proxy_base
@@ -100,6 +110,7 @@ class OpenCodeEngine:
                 token=token,
                 model=model,
                 max_tokens=self._settings.anthropic_max_tokens,
+                thinking_budget=self._settings.thinking_budget_tokens,
                 host_app=self._host_app,
                 proxy_base=self._proxy_base,
             )
@@ -156,27 +167,28 @@ class OpenCodeEngine:
         """One user turn in OpenCode; same contract as ``AgentLoop.run_turn``.
 
         ``history`` is not sent: OpenCode keeps the conversation itself (and
-        the stored messages keep it for clients). ``thinking`` is not passed on
-        (OpenCode's model config decides).
+        the stored messages keep it for clients). ``thinking`` names the model
+        variant with extended thinking in the prompt (when the model has it).
+        OpenCode's permission requests go to ``observer.check_permission``
+        (the session's permission gate) and are answered by its decision.
         """
         runtime = self.runtime_for(sandbox)
         if runtime is None:
             raise ModelError("MODEL_UNAVAILABLE", "OpenCode is not running in this sandbox")
+        variant = await self._thinking_variant(model) if thinking else None
         mapper = TurnMapper(runtime.opencode_session, observer)
+        answers = PermissionAnswers(runtime.client, mapper, observer)
         events = runtime.client.events()
         try:
             try:
                 await anext(events)  # server.connected: the stream is live before the prompt
                 await runtime.client.prompt(
-                    runtime.opencode_session, user_content, system=system_prompt
+                    runtime.opencode_session, user_content, system=system_prompt, variant=variant
                 )
                 async for event in events:
                     if await mapper.handle(event):
                         return mapper.result("end_turn")
-                    for request_id in mapper.permission_requests:
-                        # Permissions are configured to allow; answer any that still asks.
-                        await runtime.client.reply_permission(request_id, "once")
-                    mapper.permission_requests.clear()
+                    await answers.answer_pending()
             except (OpenCodeUnavailable, StopAsyncIteration, OSError) as exc:
                 exited = await _exited(runtime.service)
                 raise ModelError(
@@ -201,6 +213,20 @@ class OpenCodeEngine:
         finally:
             with contextlib.suppress(Exception):
                 await events.aclose()
+
+    async def _thinking_variant(self, model: str) -> str | None:
+        """The model variant that turns extended thinking on, as the built-in loop
+        would ask for it: none for a model without thinking."""
+        if self._models is None:
+            return THINKING_VARIANT
+        try:
+            info = await self._models.info(model)
+        except Exception as exc:  # the catalog's own failures are not the turn's
+            log.warning("model info for %s failed: %s", model, type(exc).__name__)
+            return THINKING_VARIANT
+        if info.thinking == "adaptive":
+            return ADAPTIVE_THINKING_VARIANT
+        return THINKING_VARIANT if info.thinking is not None else None
 
     async def _abort(self, runtime: _Runtime, mapper: TurnMapper, events: Any) -> None:
         """Abort OpenCode's turn and take in its last events until it is idle (bounded)."""

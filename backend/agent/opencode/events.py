@@ -6,10 +6,15 @@ Per OpenCode session, a turn sees:
   (the prompt's own text part arrives as a part too and must not be echoed);
 - ``message.part.updated`` / ``message.part.delta`` for ``text`` parts: deltas
   go to ``on_text_delta``, a part whose ``time.end`` is set to ``on_text_done``;
+  ``reasoning`` parts (extended thinking) likewise to ``on_thinking_delta`` /
+  ``on_thinking_done``;
 - ``message.part.updated`` for ``tool`` parts: ``state.status`` ``running`` (or
   a first sight already finished) -> ``on_tool_call``, ``completed`` /
   ``error`` -> ``on_tool_result``;
 - ``step-finish`` parts carry the step's tokens (summed into the turn's usage);
+- ``permission.asked`` (for the session or a subagent's child session, known
+  from ``session.created``): kept in ``permission_requests`` for the engine,
+  which answers them;
 - ``session.error`` ends the turn with a ``ModelError`` (unless it is the abort
   the user asked for); ``session.idle`` ends it.
 """
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 class _TextPart:
     text: str = ""
     done: bool = False
+    thinking: bool = False  # a reasoning part
+    signature: str = ""
 
 
 @dataclass
@@ -44,12 +51,15 @@ class TurnMapper:
     assistant_ids: set[str] = field(default_factory=set)
     texts: dict[str, _TextPart] = field(default_factory=dict)
     text_order: list[str] = field(default_factory=list)
-    # ("text", part id) and ("tool", call id) in the order they first appeared
+    # ("text" | "thinking", part id) and ("tool", call id) in the order they first appeared
     order: list[tuple[str, str]] = field(default_factory=list)
     tools: dict[str, ToolCall] = field(default_factory=dict)
     finished_tools: set[str] = field(default_factory=set)
     usage: TurnUsage = field(default_factory=TurnUsage)
-    permission_requests: list[str] = field(default_factory=list)
+    # ``permission.asked`` properties not yet answered, in order
+    permission_requests: list[dict[str, Any]] = field(default_factory=list)
+    # Subagents' sessions (``task`` tool): their permission requests are this turn's too.
+    child_sessions: set[str] = field(default_factory=set)
     aborted: bool = False
     started: bool = False
 
@@ -57,6 +67,19 @@ class TurnMapper:
         """Apply one event; True when the turn is over (the session went idle)."""
         kind = event.get("type")
         props = event.get("properties") or {}
+        if kind in ("session.created", "session.updated"):
+            info = props.get("info") or {}
+            parent = info.get("parentID")
+            if parent and (parent == self.session_id or parent in self.child_sessions):
+                self.child_sessions.add(str(info.get("id")))
+            return False
+        if kind == "permission.asked":
+            if props.get("id") and (
+                props.get("sessionID") == self.session_id
+                or props.get("sessionID") in self.child_sessions
+            ):
+                self.permission_requests.append(props)
+            return False
         if props.get("sessionID", (props.get("info") or {}).get("sessionID")) != self.session_id:
             return False
         if kind == "message.updated":
@@ -74,10 +97,6 @@ class TurnMapper:
             return self.started or bool(self.assistant_ids)
         elif kind == "session.error":
             self._error(props.get("error") or {})
-        elif kind in ("permission.asked", "permission.updated"):
-            request_id = props.get("id")
-            if request_id:
-                self.permission_requests.append(str(request_id))
         return False
 
     async def _delta(self, props: dict[str, Any]) -> None:
@@ -88,14 +107,27 @@ class TurnMapper:
             return
         text = str(props.get("delta") or "")
         if text:
-            self.texts[part_id].text += text
+            state = self.texts[part_id]
+            state.text += text
+            await self._on_delta(state, text)
+
+    async def _on_delta(self, state: _TextPart, text: str) -> None:
+        if not state.thinking:
             await self.observer.on_text_delta(text)
+        elif (on_thinking := getattr(self.observer, "on_thinking_delta", None)) is not None:
+            await on_thinking(text)
+
+    async def _on_done(self, state: _TextPart) -> None:
+        if not state.thinking:
+            await self.observer.on_text_done(state.text)
+        elif (on_thinking_done := getattr(self.observer, "on_thinking_done", None)) is not None:
+            await on_thinking_done(state.text)
 
     async def _part(self, part: dict[str, Any]) -> None:
         kind = part.get("type")
         if part.get("messageID") not in self.assistant_ids:
             return
-        if kind == "text":
+        if kind in ("text", "reasoning"):
             await self._text(part)
         elif kind == "tool":
             await self._tool(part)
@@ -115,20 +147,25 @@ class TurnMapper:
         part_id = str(part.get("id"))
         state = self.texts.get(part_id)
         if state is None:
-            state = self.texts[part_id] = _TextPart()
-            self.text_order.append(part_id)
-            self.order.append(("text", part_id))
+            thinking = part.get("type") == "reasoning"
+            state = self.texts[part_id] = _TextPart(thinking=thinking)
+            if not thinking:
+                self.text_order.append(part_id)
+            self.order.append(("thinking" if thinking else "text", part_id))
         full = str(part.get("text") or "")
         if full.startswith(state.text) and len(full) > len(state.text):
             # A part updated without deltas (or ahead of them): send what is new.
             extra = full[len(state.text) :]
             state.text = full
-            await self.observer.on_text_delta(extra)
+            await self._on_delta(state, extra)
+        if state.thinking:
+            signature = ((part.get("metadata") or {}).get("anthropic") or {}).get("signature")
+            state.signature = str(signature or state.signature)
         if (part.get("time") or {}).get("end") and not state.done:
             state.done = True
             state.text = full or state.text
             if state.text:
-                await self.observer.on_text_done(state.text)
+                await self._on_done(state)
 
     async def _tool(self, part: dict[str, Any]) -> None:
         call_id = str(part.get("callID") or part.get("id"))
@@ -201,13 +238,18 @@ class TurnMapper:
             results.clear()
 
         for kind, key in self.order:
-            if kind == "text":
-                text = self.texts[key].text
-                if not text:
+            if kind in ("text", "thinking"):
+                part = self.texts[key]
+                if not part.text:
                     continue
                 if results:
                     flush()
-                blocks.append({"type": "text", "text": text})
+                if part.thinking:
+                    blocks.append(
+                        {"type": "thinking", "thinking": part.text, "signature": part.signature}
+                    )
+                else:
+                    blocks.append({"type": "text", "text": part.text})
             else:
                 call = self.tools[key]
                 blocks.append(

@@ -56,6 +56,8 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     events = await turn(oc_api, key, sid, "Write calc.py and run it")
     kinds = types(events)
     assert kinds[0] == "session.running" and kinds[-1] == "session.idle", kinds
+    # Mode auto (the default): OpenCode asked, the gate allowed, nobody was asked.
+    assert "permission.requested" not in kinds
     partial = [d for t, d in data(events, "message.assistant") if d["isPartial"]]
     assert "".join(d["content"] for d in partial) == "Let me write it.It printed 42."
     tools = [d for _, d in data(events, "message.tool")]
