@@ -13,7 +13,7 @@ from agent_tui.app.screens.model_picker import ModelPickerScreen
 from agent_tui.app.widgets.agent_blocks import LiveOutput, ThinkingBlock
 from agent_tui.app.widgets.chat_notice import ChatNotice
 from agent_tui.app.widgets.completion_hint import CompletionHint
-from agent_tui.app.widgets.permission_prompt import PermissionPrompt
+from agent_tui.app.widgets.permission_prompt import PermissionPrompt, describe_call
 from agent_tui.app.widgets.prompt import PromptArea
 from agent_tui.app.widgets.status_line import StatusLine
 from agent_tui.app.widgets.tool_call import ToolCallBlock
@@ -238,3 +238,10 @@ async def test_at_path_completes_from_the_files_api_and_attaches_the_file() -> N
         [(_, text)] = client.sent
         assert text.startswith("look at @src/app.py please")
         assert "<file path=\"src/app.py\">\nprint('hi')\n\n</file>" in text
+
+
+def test_a_permission_prompt_names_the_file_of_either_engine() -> None:
+    assert describe_call("shell", {"command": "make  test"}) == "make test"
+    assert describe_call("write_file", {"path": "a.py", "content": "x"}) == "a.py"
+    # OpenCode's edits name it filePath.
+    assert describe_call("edit_file", {"filePath": "/w/b.py", "oldString": "x"}) == "/w/b.py"

@@ -21,10 +21,12 @@ _SUMMARY_CHARS = 160
 
 def describe_call(tool: str, arguments: dict[str, Any]) -> str:
     """What the call would do, in one short line."""
+    # OpenCode's tools name the file filePath (its subagents' requests filepath).
+    path = next((arguments[k] for k in ("path", "filePath", "filepath") if k in arguments), None)
     if tool == "shell":
         text = str(arguments.get("command", ""))
-    elif "path" in arguments:
-        text = str(arguments["path"])
+    elif path is not None:
+        text = str(path)
     else:
         text = json.dumps(arguments, ensure_ascii=False)
     text = " ".join(text.split())

@@ -146,18 +146,18 @@ async def api(tmp_path: Path, fake_model: FakeAnthropic) -> AsyncIterator[Api]:
 
 @contextlib.asynccontextmanager
 async def turn_stream(
-    api: Api, key: str, session: str, content: str, *, timeout: float | None = None
+    api: Api, key: str, session: str, content: str, *, read_timeout: float | None = None
 ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
     """Send ``content`` to ``session`` and give its turn's events (the ``data`` JSON)
     as they stream, for a test that reacts to them; leaving the block closes the stream.
-    ``timeout`` bounds each read (the client's default when None)."""
+    ``read_timeout`` bounds each read (the client's default when None)."""
     async with aconnect_sse(
         api.http,
         "POST",
         f"/v1/sessions/{session}/messages",
         headers=api.auth(key),
         json={"content": content},
-        **({"timeout": timeout} if timeout is not None else {}),
+        **({"timeout": read_timeout} if read_timeout is not None else {}),
     ) as source:
 
         async def events() -> AsyncIterator[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """engine=opencode honours the session's permission mode like the built-in engine:
 OpenCode's permission requests go through the session's gate (the real
 ``opencode serve`` and the fake model). Mode ``auto`` is covered by
-``test_engine.py`` (a bash call runs and nobody is asked). Each test reuses one
-session (one OpenCode) for several turns: starting OpenCode is the slow part."""
+``test_engine.py`` (a bash call runs and nobody is asked). Each end-to-end test
+reuses one session (one OpenCode) for several turns: starting OpenCode is the
+slow part. The last test pins how a request becomes the gate's tool call."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from backend.agent.opencode.permissions import permission_call
+from backend.records import ToolCall
 from tests.backend.agent.opencode.test_engine import turn
 from tests.backend.api.conftest import Api, turn_stream
 from tests.backend.api.test_sessions import new_session
@@ -42,7 +45,7 @@ async def _turn_answering(
 ) -> list[dict[str, Any]]:
     """One turn; ``on_request`` handles each ``permission.requested`` data."""
     seen: list[dict[str, Any]] = []
-    async with turn_stream(api, key, sid, content, timeout=_READ_TIMEOUT) as events:
+    async with turn_stream(api, key, sid, content, read_timeout=_READ_TIMEOUT) as events:
         async for event in events:
             seen.append(event)
             if event["type"] == "permission.requested":
@@ -194,3 +197,39 @@ async def test_thinking_reaches_opencode_and_an_interrupt_denies_a_waiting_reque
     events = await turn(oc_api, key, sid, "still there?")
     assert events[-2]["data"].get("stopReason") == "end_turn", events[-3:]
     assert "touch it" in str(oc_api.model.bodies[-1]["messages"])
+
+
+def _asked(permission: str, call_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "per_1",
+        "sessionID": "ses_1",
+        "permission": permission,
+        "patterns": extra.pop("patterns", ["*"]),
+        "metadata": extra.pop("metadata", {}),
+        "always": ["*"],
+        "tool": {"messageID": "msg_1", "callID": call_id},
+    }
+
+
+def test_requests_become_the_built_in_engine_tool_calls() -> None:
+    tools = {
+        "t_bash": ToolCall("t_bash", "bash", {"command": "make", "description": "build"}),
+        "t_write": ToolCall("t_write", "write", {"filePath": "a.py", "content": "x"}),
+        "t_edit": ToolCall("t_edit", "edit", {"filePath": "a.py", "oldString": "x"}),
+        "t_patch": ToolCall("t_patch", "apply_patch", {"patchText": "..."}),
+    }
+    bash = permission_call(_asked("bash", "t_bash"), tools)
+    assert (bash.id, bash.name, bash.arguments) == ("t_bash", "shell", tools["t_bash"].arguments)
+    assert permission_call(_asked("edit", "t_write"), tools).name == "write_file"
+    assert permission_call(_asked("edit", "t_edit"), tools).name == "edit_file"
+    assert permission_call(_asked("edit", "t_patch"), tools).name == "edit_file"
+    # What changes nothing keeps OpenCode's name (the gate lets it run).
+    outside = permission_call(_asked("external_directory", "t_bash"), tools)
+    assert outside.name == "external_directory"
+    # A subagent's call is not the turn's: its request says what it would do.
+    child = permission_call(_asked("bash", "t_child", patterns=["rm -rf build", "make"]), tools)
+    assert (child.name, child.arguments) == ("shell", {"command": "rm -rf build && make"})
+    edit = permission_call(
+        _asked("edit", "t_child2", metadata={"filepath": "/w/a.py", "diff": "@@ ..."}), tools
+    )
+    assert (edit.name, edit.arguments) == ("edit_file", {"filepath": "/w/a.py"})
