@@ -48,11 +48,9 @@ def permission_call(request: dict[str, Any], tools: dict[str, ToolCall]) -> Tool
         arguments = dict(known.arguments)
         opencode_tool: str | None = known.name
     else:
+        # bash's metadata is {command}, an edit's {filepath, diff} (the diff stays out).
         metadata = request.get("metadata") or {}
         arguments = {k: v for k, v in metadata.items() if k != "diff"}
-        patterns = [str(p) for p in request.get("patterns") or []]
-        if request.get("permission") == "bash" and "command" not in arguments and patterns:
-            arguments["command"] = " && ".join(patterns)
         opencode_tool = None
     return ToolCall(
         id=call_id,

@@ -204,7 +204,7 @@ def _asked(permission: str, call_id: str, **extra: Any) -> dict[str, Any]:
         "id": "per_1",
         "sessionID": "ses_1",
         "permission": permission,
-        "patterns": extra.pop("patterns", ["*"]),
+        "patterns": ["*"],
         "metadata": extra.pop("metadata", {}),
         "always": ["*"],
         "tool": {"messageID": "msg_1", "callID": call_id},
@@ -227,8 +227,8 @@ def test_requests_become_the_built_in_engine_tool_calls() -> None:
     outside = permission_call(_asked("external_directory", "t_bash"), tools)
     assert outside.name == "external_directory"
     # A subagent's call is not the turn's: its request says what it would do.
-    child = permission_call(_asked("bash", "t_child", patterns=["rm -rf build", "make"]), tools)
-    assert (child.name, child.arguments) == ("shell", {"command": "rm -rf build && make"})
+    child = permission_call(_asked("bash", "t_child", metadata={"command": "make all"}), tools)
+    assert (child.name, child.arguments) == ("shell", {"command": "make all"})
     edit = permission_call(
         _asked("edit", "t_child2", metadata={"filepath": "/w/a.py", "diff": "@@ ..."}), tools
     )
