@@ -98,13 +98,13 @@ def open_agent(settings: Settings) -> Any:
 
 
 def open_engines(
-    settings: Settings, store: Store, provider: SandboxProvider, *, models: Any = None
+    settings: Settings, store: Store, provider: SandboxProvider, *, model_info: Any = None
 ) -> tuple[Any, dict[str, Any]]:
     """The model proxy and the engines besides the built-in loop (OpenCode).
 
     A local sandbox reaches the proxy through a relay into the sandbox (only the
     proxy's own small app); a Modal sandbox through ``AGENT_TUI_PUBLIC_URL``.
-    ``models`` is the built-in loop's model catalog (what each model can do).
+    ``model_info`` is the built-in loop's (what each model can do).
     """
     from backend.agent.opencode import OpenCodeEngine
     from backend.model_proxy import ModelProxy, ProxyTokens
@@ -117,10 +117,12 @@ def open_engines(
             proxy.tokens,
             proxy_base=settings.public_url.rstrip("/"),
             in_sandbox_binary="opencode",
-            models=models,
+            model_info=model_info,
         )
     else:
-        engine = OpenCodeEngine(settings, proxy.tokens, host_app=proxy_app(proxy), models=models)
+        engine = OpenCodeEngine(
+            settings, proxy.tokens, host_app=proxy_app(proxy), model_info=model_info
+        )
     return proxy, {"opencode": engine}
 
 
@@ -223,7 +225,7 @@ def create_app(
                 cluster = Cluster(settings, the_store)  # type: ignore[arg-type]
                 stack.push_async_callback(cluster.close)
             proxy, engines = open_engines(
-                settings, the_store, the_provider, models=getattr(the_agent, "models", None)
+                settings, the_store, the_provider, model_info=getattr(the_agent, "model_info", None)
             )
             stack.push_async_callback(proxy.aclose)
             for engine in engines.values():

@@ -61,6 +61,10 @@ class LazyAgentLoop:
         """``AgentLoop.list_models``."""
         return await (await self._agent()).list_models()
 
+    async def model_info(self, model_id: str) -> Any:
+        """``AgentLoop.model_info``."""
+        return await (await self._agent()).model_info(model_id)
+
     async def aclose(self) -> None:
         if self._loop is not None:
             await self._loop.aclose()

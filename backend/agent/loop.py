@@ -256,6 +256,10 @@ class AgentLoop:
         """The models the endpoint offers (cached), or the configured list."""
         return await self.models.listing()
 
+    async def model_info(self, model_id: str) -> ModelInfo:
+        """What the catalog knows of ``model_id`` (extended thinking, window)."""
+        return await self.models.info(model_id)
+
     async def aclose(self) -> None:
         """Close the HTTP client, if this loop created it."""
         if self._owns_client and self.client is not None:

@@ -33,7 +33,9 @@ from backend.settings import Settings
 from sandbox.base import Sandbox, ServiceHandle
 
 if TYPE_CHECKING:
-    from backend.agent.models import ModelCatalog
+    from collections.abc import Awaitable, Callable
+
+    from backend.agent.models import ModelInfo
     from backend.agent.opencode.client import OpenCodeClient
 
 __all__ = ["SESSION_FILE", "OpenCodeEngine"]
@@ -70,16 +72,16 @@ class OpenCodeEngine:
         host_app: Any = None,
         proxy_base: str = "{host_url}",
         in_sandbox_binary: str | None = None,
-        models: ModelCatalog | None = None,
+        model_info: Callable[[str], Awaitable[ModelInfo]] | None = None,
     ) -> None:
         """``host_app`` is the model proxy's ASGI app, relayed into local sandboxes;
         ``proxy_base`` the URL the sandbox reaches it at (``{host_url}`` for the
         relay, the server's public URL for Modal). ``in_sandbox_binary`` names the
         program inside the sandbox when it is not the host's (Modal's image).
-        ``models`` (the built-in loop's catalog) says whether and how a model
-        thinks; without it, thinking is asked for with a budget."""
+        ``model_info`` (the built-in loop's, from its model catalog) says whether
+        and how a model thinks; without it, thinking is asked for with a budget."""
         self._settings = settings
-        self._models = models
+        self._model_info = model_info
         self._tokens = tokens
         self._host_app = host_app
         self._proxy_base = proxy_base
@@ -217,10 +219,10 @@ class OpenCodeEngine:
     async def _thinking_variant(self, model: str) -> str | None:
         """The model variant that turns extended thinking on, as the built-in loop
         would ask for it: none for a model without thinking."""
-        if self._models is None:
+        if self._model_info is None:
             return THINKING_VARIANT
         try:
-            info = await self._models.info(model)
+            info = await self._model_info(model)
         except Exception as exc:  # the catalog's own failures are not the turn's
             log.warning("model info for %s failed: %s", model, type(exc).__name__)
             return THINKING_VARIANT

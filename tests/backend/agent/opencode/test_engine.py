@@ -13,10 +13,15 @@ from typing import Any
 
 import httpx
 
+from backend.agent.loop import AgentLoop
+from backend.agent.opencode import OpenCodeEngine
+from backend.agent.opencode.config import ADAPTIVE_THINKING_VARIANT, THINKING_VARIANT
+from backend.model_proxy import ProxyTokens
 from tests.backend.agent.opencode.conftest import SECRET_KEY
-from tests.backend.api.conftest import Api
+from tests.backend.api.conftest import Api, make_settings
 from tests.backend.api.test_sessions import collect, new_session
-from tests.fakes.fake_anthropic import reply
+from tests.fakes.fake_anthropic import DEFAULT_MODELS, FakeAnthropic, reply
+from tests.fakes.fake_anthropic import fake_model as model_listing
 
 
 async def turn(api: Api, key: str, sid: str, content: str) -> list[dict[str, Any]]:
@@ -291,3 +296,24 @@ async def test_opencode_dying_mid_turn_ends_the_turn_and_the_next_message_restar
     assert any(
         line.startswith("[opencode] ") and "listening" in line for line in r.json()["logs"]
     ), r.json()
+
+
+async def test_thinking_asks_for_the_variant_the_model_catalog_allows(
+    tmp_path: Path, fake_model: FakeAnthropic
+) -> None:
+    adaptive = model_listing("claude-adaptive-1")
+    adaptive["capabilities"]["thinking"]["types"]["enabled"] = {"supported": False}
+    adaptive["capabilities"]["thinking"]["types"]["adaptive"] = {"supported": True}
+    fake_model.models = [*DEFAULT_MODELS, adaptive]
+    settings = make_settings(tmp_path, fake_model.url)
+    loop = AgentLoop(settings)
+    try:
+        engine = OpenCodeEngine(settings, ProxyTokens(), model_info=loop.model_info)
+        assert await engine._thinking_variant("claude-sonnet-4-6") == THINKING_VARIANT
+        assert await engine._thinking_variant("claude-haiku-4-5") is None  # no thinking
+        assert await engine._thinking_variant("claude-adaptive-1") == ADAPTIVE_THINKING_VARIANT
+        # Without a catalog (or for a model it does not list) thinking is asked with a budget.
+        bare = OpenCodeEngine(settings, ProxyTokens())
+        assert await bare._thinking_variant("claude-haiku-4-5") == THINKING_VARIANT
+    finally:
+        await loop.aclose()
