@@ -109,7 +109,7 @@ def open_engines(
     from backend.model_proxy import ModelProxy, ProxyTokens
     from backend.model_proxy.app import proxy_app
 
-    proxy = ModelProxy(settings, store, ProxyTokens())
+    proxy = ModelProxy(settings, store, ProxyTokens(store))
     if provider.name == "modal":
         engine = OpenCodeEngine(
             settings,

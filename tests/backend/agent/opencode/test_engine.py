@@ -151,7 +151,7 @@ async def test_pause_and_resume_continue_the_opencode_session(oc_api: Api) -> No
     sent = str(oc_api.model.bodies[-1]["messages"])
     assert "kiwi" in sent and "what was the word?" in sent
     # The token of the paused OpenCode died with it.
-    assert oc_api.app.state.model_proxy.tokens.verify(first_token, sid) is None
+    assert await oc_api.app.state.model_proxy.tokens.verify(first_token, sid) is None
 
 
 def _descendants(pid: int) -> list[int]:
@@ -232,7 +232,7 @@ async def test_the_proxy_refuses_other_sessions_and_deleted_ones(oc_api: Api) ->
     # Another session (no OpenCode needed for it: its token comes from the same store).
     two = await new_session(oc_api, key, engine="builtin")
     token_one = engine_of(oc_api)._runtimes[one].token
-    token_two = oc_api.app.state.model_proxy.tokens.mint(two, "alice")
+    token_two = await oc_api.app.state.model_proxy.tokens.mint(two, "alice")
     body = {
         "model": "claude-sonnet-5-5",
         "max_tokens": 50,
