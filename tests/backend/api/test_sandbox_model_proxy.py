@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from sandbox.local import bwrap_available
+from sandbox.modal_provider import ModalSandboxProvider
 from tests.backend.api.conftest import Api, api_for, make_settings
 from tests.backend.api.test_sessions import collect, new_session
 from tests.conftest import require
 from tests.fakes.fake_anthropic import FakeAnthropic, reply
+from tests.fakes.fake_modal import FakeModal, FakeModalCloud
 
 SERVER_KEY = "sk-ant-server-only-key-8c41"
 BODY = json.dumps(
@@ -68,14 +70,15 @@ def _lines(output: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in found if m}
 
 
-async def _run_tool_turn(api: Api, key: str, sid: str, command: str) -> dict[str, Any]:
-    """One turn in which the model runs ``command`` with the shell tool and the
-    command's own model call gets an answer; the tool call's stored block."""
-    api.model.enqueue(
-        reply().tool_use("shell", {"command": command}),
-        reply().text("from the sandbox", chunks=["from ", "the ", "sandbox"]),
-        reply().text("done"),
-    )
+async def _run_tool_turn(
+    api: Api, key: str, sid: str, command: str, *, calls_model: bool = True
+) -> dict[str, Any]:
+    """One turn in which the model runs ``command`` with the shell tool (and the
+    command's own model call gets an answer); the tool call's stored block."""
+    api.model.enqueue(reply().tool_use("shell", {"command": command}))
+    if calls_model:
+        api.model.enqueue(reply().text("from the sandbox", chunks=["from ", "the ", "sandbox"]))
+    api.model.enqueue(reply().text("done"))
     await collect(api, "POST", f"/v1/sessions/{sid}/messages", key, json={"content": "go"})
     r = await api.http.get(f"/v1/sessions/{sid}/messages", headers=api.auth(key))
     tools = [b for b in r.json()["messages"][-1]["blocks"] if b["type"] == "tool_use"]
@@ -143,3 +146,28 @@ async def test_a_token_is_refused_for_the_wrong_session_path(sandbox_api: Api) -
     token = _lines(tool["result"])["token"]
     assert await _proxy_status(api, two, token) == 401
     assert await _proxy_status(api, one, token) == 200
+
+
+@pytest.mark.parametrize("public_url", ["https://agents.example.com/", ""])
+async def test_modal_commands_get_the_public_proxy_url(
+    tmp_path: Path, fake_model: FakeAnthropic, public_url: str
+) -> None:
+    cloud = FakeModalCloud(tmp_path / "modal")
+    settings = make_settings(
+        tmp_path, fake_model.url, sandbox_provider="modal", public_url=public_url
+    )
+    provider = ModalSandboxProvider(settings, modal_module=FakeModal(cloud))
+    async with api_for(settings, fake_model, provider=provider) as api:
+        key = await api.key()
+        sid = await new_session(api, key)
+        command = 'echo "token=${ANTHROPIC_API_KEY:-none}"; echo "base=${ANTHROPIC_BASE_URL:-none}"'
+        tool = await _run_tool_turn(api, key, sid, command, calls_model=False)
+        seen = _lines(tool["result"])
+        if not public_url:  # nowhere to reach the proxy at: nothing is given
+            assert seen == {"token": "none", "base": "none"}
+            return
+        assert seen["base"] == f"https://agents.example.com/v1/model-proxy/{sid}"
+        assert seen["token"].startswith("atp_")
+        assert await _proxy_status(api, sid, seen["token"]) == 200
+        assert (await api.http.delete(f"/v1/sessions/{sid}", headers=api.auth(key))).is_success
+        assert await _proxy_status(api, sid, seen["token"]) == 401
