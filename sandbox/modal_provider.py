@@ -337,8 +337,9 @@ class ModalSandbox:
                     arg0,
                     timeout=math.ceil(timeout) + EXEC_BACKSTOP_SECONDS,
                     workdir=WORKDIR,
-                    env=self._command_env or None,
                     text=False,
+                    # Only when set: the agent's commands get nothing else of ours.
+                    **({"env": dict(self._command_env)} if self._command_env else {}),
                 )
         except asyncio.CancelledError:
             # The request may have reached Modal: the command could start anyway.
