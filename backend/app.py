@@ -99,8 +99,9 @@ def open_agent(settings: Settings) -> Any:
 
 def open_engines(
     settings: Settings, store: Store, provider: SandboxProvider, *, model_info: Any = None
-) -> tuple[Any, dict[str, Any]]:
-    """The model proxy and the engines besides the built-in loop (OpenCode).
+) -> tuple[Any, dict[str, Any], Any]:
+    """The model proxy, the engines besides the built-in loop (OpenCode), and the
+    proxy's access for the built-in engine's sandbox commands.
 
     A local sandbox reaches the proxy through a relay into the sandbox (only the
     proxy's own small app); a Modal sandbox through ``AGENT_TUI_PUBLIC_URL``.
@@ -109,21 +110,24 @@ def open_engines(
     from backend.agent.opencode import OpenCodeEngine
     from backend.model_proxy import ModelProxy, ProxyTokens
     from backend.model_proxy.app import proxy_app
+    from backend.model_proxy.sandbox_access import SandboxModelAccess
 
-    proxy = ModelProxy(settings, store, ProxyTokens())
+    proxy = ModelProxy(settings, store, ProxyTokens(store))
     if provider.name == "modal":
+        public = settings.public_url.rstrip("/")
         engine = OpenCodeEngine(
             settings,
             proxy.tokens,
-            proxy_base=settings.public_url.rstrip("/"),
+            proxy_base=public,
             in_sandbox_binary="opencode",
             model_info=model_info,
         )
+        access = SandboxModelAccess(proxy.tokens, proxy_base=public)
     else:
-        engine = OpenCodeEngine(
-            settings, proxy.tokens, host_app=proxy_app(proxy), model_info=model_info
-        )
-    return proxy, {"opencode": engine}
+        app = proxy_app(proxy)
+        engine = OpenCodeEngine(settings, proxy.tokens, host_app=app, model_info=model_info)
+        access = SandboxModelAccess(proxy.tokens, proxy_base="{host_url}", host_app=app)
+    return proxy, {"opencode": engine}, access
 
 
 async def _migrate_with_retry(store: Store, attempts: int = 5) -> None:
@@ -224,16 +228,23 @@ def create_app(
 
                 cluster = Cluster(settings, the_store)  # type: ignore[arg-type]
                 stack.push_async_callback(cluster.close)
-            proxy, engines = open_engines(
+            proxy, engines, model_access = open_engines(
                 settings, the_store, the_provider, model_info=getattr(the_agent, "model_info", None)
             )
             stack.push_async_callback(proxy.aclose)
             for engine in engines.values():
                 stack.push_async_callback(engine.aclose)
+            stack.push_async_callback(model_access.aclose)
             app.state.model_proxy = proxy
             registry = SessionRegistry(
                 ActorDeps(
-                    settings, the_store, the_provider, the_agent, cluster=cluster, engines=engines
+                    settings,
+                    the_store,
+                    the_provider,
+                    the_agent,
+                    cluster=cluster,
+                    engines=engines,
+                    model_access=model_access,
                 )
             )
             app.state.services = Services(

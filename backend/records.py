@@ -211,6 +211,21 @@ class PermissionRequest:
 
 
 @dataclass
+class ProxyToken:
+    """A model-proxy token of one session (``backend/model_proxy/tokens.py``).
+
+    Only ``token_hash``, the SHA-256 hex digest of the token, is stored; the
+    token itself exists in the sandbox that uses it and nowhere else.
+    """
+
+    token_hash: str
+    session_id: str
+    user_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
 class EventRecord:
     """A completed (non-partial) event, as stored for replay."""
 

@@ -140,10 +140,24 @@ CREATE INDEX permission_requests_session_idx ON permission_requests (session_id,
 -- Who runs a session's turns: "builtin" (the agent loop) or "opencode".
 ALTER TABLE sessions ADD COLUMN engine text NOT NULL DEFAULT 'builtin';
 
+-- ---------------------------------------------------------------------------
+-- 005_proxy_tokens
+-- ---------------------------------------------------------------------------
+-- The model proxy's per-session tokens: only the SHA-256 hex digest is stored.
+CREATE TABLE proxy_tokens (
+    token_hash  text PRIMARY KEY,
+    session_id  uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    user_id     text NOT NULL,
+    created_at  timestamptz NOT NULL,
+    revoked_at  timestamptz
+);
+CREATE INDEX proxy_tokens_session_idx ON proxy_tokens (session_id);
+
 INSERT INTO schema_migrations (version, checksum) VALUES
     ('001_init', '6b7525eb4e6ab1c7a7c0b6a7ca57416c173bee60838dc2a700ad491c041b54c2'),
     ('002_session_leases', '161785fa4145adc413eac699830dcf6317a9d43e27c9661f92852ec55ae435c4'),
     ('003_agent_features', '0b6b621fefa135b8a7f6e8fe95ed4dd98f4ed29a5d5277a9efcd29d5e72fa3d8'),
-    ('004_session_engine', '021a20ddfad0a49cb43e97b5abd910445ef2c8ec5ecde5fca9aa0278d7437d42');
+    ('004_session_engine', '021a20ddfad0a49cb43e97b5abd910445ef2c8ec5ecde5fca9aa0278d7437d42'),
+    ('005_proxy_tokens', '6dac6c5894b8c9060118f9244ea794b30f99beee814c6f13812d2a8ab7961232');
 
 COMMIT;

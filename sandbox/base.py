@@ -238,6 +238,14 @@ class Sandbox(Protocol):
         caller polls its health). It stops with the sandbox (pause, terminate)."""
         ...
 
+    async def set_command_env(self, env: dict[str, str], *, host_app: Any = None) -> None:
+        """Add ``env`` to the environment of every later ``exec`` (replacing what an
+        earlier call set; ``{}`` clears it). With ``host_app`` (an ASGI app of this
+        server; local sandboxes only), each command reaches that app, and nothing
+        else of the server, at the URL substituted for ``{host_url}`` in ``env``'s
+        values. Used for the model proxy's URL and token."""
+        ...
+
 
 @runtime_checkable
 class SandboxProvider(Protocol):

@@ -22,7 +22,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backend.errors import ValidationError
 from sandbox.base import (
@@ -60,6 +60,7 @@ from sandbox.local_layout import SAFE_ID, WorkspaceLayout
 from sandbox.local_limits import ResourceLimits, WorkspaceMeter, explain_limit
 
 if TYPE_CHECKING:
+    from sandbox.local_command_access import CommandAccess
     from sandbox.local_service import LocalService
 
 from sandbox.local_process import ProcessSet, kill_processes_in, run_process, with_note
@@ -124,6 +125,7 @@ class LocalSandbox:
         self._processes = ProcessSet()
         self._alive = True
         self._meter = WorkspaceMeter(str(workspace), provider.limits.workspace_bytes)
+        self._access: CommandAccess | None = None
 
     @property
     def id(self) -> str:
@@ -146,14 +148,19 @@ class LocalSandbox:
         """
         self._check_alive()
         workspace = str(self.workspace)
-        argv = self.command_argv([self._provider._bash, "-lc", command])
+        argv: list[str] = [self._provider._bash, "-lc", command]
+        env, read_only = self.command_env(), []
+        if self._access is not None:
+            env = self._access.env(env)
+            argv, read_only = self._access.wrap(argv)
+        argv = self.command_argv(argv, read_only=read_only)
         started = time.monotonic()
         shown = _shorten(command)
         limits = self._provider.limits
         try:
             result = await run_process(
                 argv,
-                env=self.command_env(),
+                env=env,
                 cwd=workspace,
                 timeout=timeout,
                 processes=self._processes,
@@ -270,6 +277,9 @@ class LocalSandbox:
         """Refuse new commands and kill every process of this sandbox."""
         self._alive = False
         await self._processes.kill_all(close=True)
+        access, self._access = self._access, None
+        if access is not None:
+            await access.stop()
         # Jobs that left the command's process group (setsid, daemons) but
         # still work in the workspace; without bwrap nothing else finds them.
         await asyncio.to_thread(kill_processes_in, str(self.workspace))
@@ -280,6 +290,21 @@ class LocalSandbox:
 
         self._check_alive()
         return await start_local_service(self, spec)
+
+    async def set_command_env(self, env: dict[str, str], *, host_app: Any = None) -> None:
+        """Every later ``exec`` gets ``env``; with ``host_app``, each command reaches
+        it at ``{host_url}`` (see ``sandbox.local_command_access``)."""
+        from sandbox.local_command_access import CommandAccess  # uvicorn: on first use
+
+        self._check_alive()
+        previous, self._access = self._access, None
+        if previous is not None:
+            await previous.stop()
+        access = await CommandAccess.start(self, env, host_app)
+        if not self._alive:  # stopped meanwhile
+            await access.stop()
+            self._check_alive()
+        self._access = access
 
     def _check_alive(self) -> None:
         if not self._alive:

@@ -289,11 +289,20 @@ class ModalSandbox:
         self._errors = errors
         self.session_log = session_log
         self._background: set[asyncio.Task[None]] = set()
+        # Added to each agent command's environment (the model proxy's URL and token).
+        self._command_env: dict[str, str] = {}
 
     @property
     def id(self) -> str:
         """Modal's sandbox id (``sb-...``)."""
         return self.handle.object_id
+
+    async def set_command_env(self, env: dict[str, str], *, host_app: Any = None) -> None:
+        """Every later ``exec`` gets ``env``; see ``sandbox.base.Sandbox.set_command_env``.
+        ``host_app`` cannot be relayed into Modal: give a public URL in ``env``."""
+        if host_app is not None:
+            raise SandboxError("A Modal sandbox cannot reach the server's private app")
+        self._command_env = dict(env)
 
     # ------------------------------------------------------------------ commands
 
@@ -329,6 +338,8 @@ class ModalSandbox:
                     timeout=math.ceil(timeout) + EXEC_BACKSTOP_SECONDS,
                     workdir=WORKDIR,
                     text=False,
+                    # Only when set: the agent's commands get nothing else of ours.
+                    **({"env": dict(self._command_env)} if self._command_env else {}),
                 )
         except asyncio.CancelledError:
             # The request may have reached Modal: the command could start anyway.

@@ -154,9 +154,11 @@ class ModelProxy:
             )
         return self._client
 
-    def check(self, session_id: str, token: str | None) -> ProxyGrant | None:
-        """The grant for this session's token, or None (refuse with 401)."""
-        return self.tokens.verify(token, session_id)
+    async def check(self, session_id: str, token: str | None) -> ProxyGrant | None:
+        """The grant for this session's token, or None (refuse with 401).
+
+        Raises ``StoreUnavailable`` when the tokens cannot be read."""
+        return await self.tokens.verify(token, session_id)
 
     async def forward(
         self, grant: ProxyGrant, path: str, headers: dict[str, str], body: bytes

@@ -1,9 +1,18 @@
 """Per-session model-proxy tokens: minted for one session, useless for any other.
 
-Only the SHA-256 digest of a token is kept. A token is revoked when its session
-is deleted (or when the engine that holds it is stopped), and it lives in this
-process's memory only: a restarted server mints new tokens when it starts the
-sandbox's engine again, so a token never outlives the process that made it.
+Tokens live in the store (``proxy_tokens``), so every replica verifies what any
+replica minted: a sandbox reaches the proxy through the public URL, that is
+through the load balancer, and a restarted replica still knows them. Only the
+SHA-256 digest of a token is stored, with its session and user.
+
+A token is refused once revoked (its engine stopped, its session deleted) or
+once its session is terminated, whichever replica did either.
+
+No cache: ``verify`` reads the store on every proxied call. That is one
+primary-key lookup (tens of microseconds on SQLite, a fraction of a
+millisecond on PostgreSQL) in front of a model call that takes seconds, and it
+keeps revocation immediate on every replica; a cache would save nothing
+measurable and would let a revoked token work elsewhere until it expired.
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["TOKEN_PREFIX", "ProxyGrant", "ProxyTokens"]
+from backend.records import ProxyToken, utcnow
+from backend.store.base import Store
+
+__all__ = ["TOKEN_PREFIX", "ProxyGrant", "ProxyTokens", "token_digest"]
 
 TOKEN_PREFIX = "atp_"
 
@@ -26,42 +38,42 @@ class ProxyGrant:
     user_id: str
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ProxyTokens:
-    """The live tokens of this process, by digest."""
+    """Mints, verifies and revokes the tokens kept in ``store``."""
 
-    def __init__(self) -> None:
-        self._grants: dict[str, ProxyGrant] = {}
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-    def mint(self, session_id: str, user_id: str) -> str:
-        """A new token for ``session_id``; earlier tokens of the session stay valid
-        until ``revoke_session``."""
+    async def mint(self, session_id: str, user_id: str) -> str:
+        """A new token for ``session_id`` (which must exist); earlier tokens of the
+        session stay valid until revoked."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._grants[_digest(token)] = ProxyGrant(session_id, user_id)
+        await self._store.add_proxy_token(
+            ProxyToken(token_digest(token), session_id, user_id, utcnow())
+        )
         return token
 
-    def verify(self, token: str | None, session_id: str) -> ProxyGrant | None:
-        """The grant when ``token`` is live and belongs to ``session_id``, else None."""
-        if not token or not token.startswith(TOKEN_PREFIX):
+    async def verify(self, token: str | None, session_id: str) -> ProxyGrant | None:
+        """The grant when ``token`` is live and belongs to ``session_id``, else None.
+
+        Raises ``StoreUnavailable`` when the store cannot answer.
+        """
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
-        grant = self._grants.get(_digest(token))
-        if grant is None or not hmac.compare_digest(grant.session_id, session_id):
+        found = await self._store.live_proxy_token(token_digest(token))
+        if found is None or not hmac.compare_digest(found.session_id, session_id.lower()):
             return None
-        return grant
+        return ProxyGrant(found.session_id, found.user_id)
 
-    def revoke(self, token: str) -> None:
-        """Forget one token (its engine stopped)."""
-        self._grants.pop(_digest(token), None)
+    async def revoke(self, token: str) -> None:
+        """Revoke one token (its engine stopped)."""
+        await self._store.revoke_proxy_token(token_digest(token), utcnow())
 
-    def revoke_session(self, session_id: str) -> int:
-        """Forget every token of ``session_id``; return how many there were."""
-        gone = [d for d, g in self._grants.items() if g.session_id == session_id]
-        for digest in gone:
-            del self._grants[digest]
-        return len(gone)
-
-    def __len__(self) -> int:
-        return len(self._grants)
+    async def revoke_session(self, session_id: str) -> None:
+        """Revoke every token of ``session_id`` (the session is deleted)."""
+        await self._store.revoke_session_proxy_tokens(session_id, utcnow())

@@ -82,6 +82,8 @@ class ActorDeps:
     draining: bool = False
     # Engines besides the built-in loop, by name ("opencode": OpenCodeEngine).
     engines: dict[str, Any] = field(default_factory=dict)
+    # Gives the built-in engine's sandbox commands the model proxy (SandboxModelAccess).
+    model_access: Any = None
 
     def engine_for(self, name: str) -> Any:
         """The engine that runs a session's turns (the built-in loop by default)."""
@@ -420,9 +422,11 @@ class SessionActor:
         return self._deps.engine_for(self.record.engine)
 
     async def _prepare_engine(self, sandbox: Sandbox, progress: Any = None) -> None:
-        """Start an engine that lives in the sandbox (OpenCode); nothing for the built-in one."""
+        """Start an engine that lives in the sandbox (OpenCode); for the built-in one,
+        give the sandbox's commands the model proxy."""
         prepare = getattr(self._engine, "prepare", None)
         if prepare is None:
+            await self._grant_model_access(sandbox)
             return
         if progress is not None:
             await progress(f"starting {self.record.engine}")
@@ -434,11 +438,22 @@ class SessionActor:
         )
         self._log(f"engine {self.record.engine} ready in {sandbox.id}")
 
+    async def _grant_model_access(self, sandbox: Sandbox) -> None:
+        access = self._deps.model_access
+        if access is None:
+            return
+        try:
+            await access.grant(session_id=self.id, user_id=self.record.user_id, sandbox=sandbox)
+        except Exception as exc:  # the agent works without it; the next turn tries again
+            self._log(f"model proxy not given to the sandbox: {type(exc).__name__}")
+
     async def _release_engine(self, *, forget: bool = False) -> None:
         """Stop an in-sandbox engine before its sandbox pauses or goes (``forget``: deleted)."""
         # On delete every engine forgets the session: whatever it minted for it
-        # (model-proxy tokens) dies with it.
-        engines = self._deps.engines.values() if forget else [self._engine]
+        # (model-proxy tokens, on any replica) dies with it.
+        engines = [*self._deps.engines.values()] if forget else [self._engine]
+        if self._deps.model_access is not None:
+            engines.append(self._deps.model_access)
         for engine in engines:
             method = getattr(engine, "forget" if forget else "release", None)
             if method is None:

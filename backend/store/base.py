@@ -17,6 +17,7 @@ from backend.records import (
     EventRecord,
     MessageRecord,
     PermissionRequest,
+    ProxyToken,
     SessionRecord,
     UsageRecord,
 )
@@ -142,6 +143,21 @@ class Store(Protocol):
         ...
 
     async def pending_permission_counts(self, user_id: str) -> dict[str, int]: ...
+
+    # model-proxy tokens (only their SHA-256 digests)
+    async def add_proxy_token(self, token: ProxyToken) -> None: ...
+
+    async def live_proxy_token(self, token_hash: str) -> ProxyToken | None:
+        """The token with this digest unless it is revoked or its session terminated."""
+        ...
+
+    async def revoke_proxy_token(self, token_hash: str, at: datetime) -> None:
+        """Set ``revoked_at`` unless already set (idempotent)."""
+        ...
+
+    async def revoke_session_proxy_tokens(self, session_id: str, at: datetime) -> None:
+        """Revoke every live token of the session (idempotent)."""
+        ...
 
     async def add_usage(self, records: list[UsageRecord]) -> None: ...
 

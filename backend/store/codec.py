@@ -26,6 +26,7 @@ from backend.records import (
     EventRecord,
     MessageRecord,
     PermissionRequest,
+    ProxyToken,
     SessionRecord,
     ToolCall,
     UsageRecord,
@@ -39,6 +40,7 @@ MESSAGE_COLUMNS = tuple(f.name for f in fields(MessageRecord))
 EVENT_COLUMNS = tuple(f.name for f in fields(EventRecord))
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
 PERMISSION_COLUMNS = tuple(f.name for f in fields(PermissionRequest))
+PROXY_TOKEN_COLUMNS = tuple(f.name for f in fields(ProxyToken))
 
 SESSION_TIME_FIELDS = frozenset({"created_at", "last_activity_at"})
 SESSION_JSON_FIELDS = frozenset({"error", "options"})

@@ -35,6 +35,7 @@ from backend.records import (
     EventRecord,
     MessageRecord,
     PermissionRequest,
+    ProxyToken,
     SessionRecord,
     UsageRecord,
 )
@@ -45,6 +46,7 @@ from backend.store.codec import (
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     PERMISSION_COLUMNS,
+    PROXY_TOKEN_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
     canonical_id,
@@ -194,6 +196,21 @@ def _permission(row: asyncpg.Record) -> PermissionRequest:
     for name in ("id", "session_id", "message_id"):
         v[name] = str(v[name])
     return PermissionRequest(**v)
+
+
+def _proxy_token_params(t: ProxyToken) -> tuple[Any, ...]:
+    values = vars(t) | {
+        "session_id": require_id(t.session_id, "session id"),
+        "created_at": utc_ms(t.created_at),
+        "revoked_at": _time(t.revoked_at),
+    }
+    return _params(PROXY_TOKEN_COLUMNS, values)
+
+
+def _proxy_token(row: asyncpg.Record) -> ProxyToken:
+    v = dict(row)
+    v["session_id"] = str(v["session_id"])
+    return ProxyToken(**v)
 
 
 def _params(columns: tuple[str, ...], values: dict[str, Any]) -> tuple[Any, ...]:
@@ -657,6 +674,30 @@ class PostgresStore:
         """Session id -> pending requests, for the user's sessions that have some."""
         rows = await self._fetch(sql.PENDING_PERMISSION_COUNTS, user_id)
         return {str(r[0]): int(r[1]) for r in rows}
+
+    # model-proxy tokens
+
+    async def add_proxy_token(self, token: ProxyToken) -> None:
+        """Store a new token (its digest); its session must exist."""
+        await self._execute(sql.INSERT_PROXY_TOKEN, *_proxy_token_params(token), idempotent=False)
+
+    async def live_proxy_token(self, token_hash: str) -> ProxyToken | None:
+        """The token with this digest if it is not revoked and its session is not
+        terminated; else None."""
+        row = await self._fetchrow(sql.SELECT_LIVE_PROXY_TOKEN, token_hash)
+        return None if row is None else _proxy_token(row)
+
+    async def revoke_proxy_token(self, token_hash: str, at: datetime) -> None:
+        """Set ``revoked_at`` unless already set (idempotent)."""
+        await self._execute(sql.REVOKE_PROXY_TOKEN, token_hash, utc_ms(at), idempotent=True)
+
+    async def revoke_session_proxy_tokens(self, session_id: str, at: datetime) -> None:
+        """Revoke every live token of the session (idempotent)."""
+        session_id = canonical_id(session_id)
+        if session_id is not None:
+            await self._execute(
+                sql.REVOKE_SESSION_PROXY_TOKENS, session_id, utc_ms(at), idempotent=True
+            )
 
     # usage
 

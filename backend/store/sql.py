@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from backend.records import ACTIVE_STATUSES
+from backend.records import ACTIVE_STATUSES, TERMINATED
 from backend.store.codec import (
     API_KEY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     PERMISSION_COLUMNS,
+    PROXY_TOKEN_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
 )
@@ -82,6 +83,21 @@ PENDING_PERMISSION_COUNTS = (
 DECIDE_PERMISSION = (
     "UPDATE permission_requests SET decision = $2, decided_at = $3 "
     "WHERE id = $1 AND decision IS NULL"
+)
+
+_PROXY_TOKEN = ", ".join(f"t.{c}" for c in PROXY_TOKEN_COLUMNS)
+INSERT_PROXY_TOKEN = _insert("proxy_tokens", PROXY_TOKEN_COLUMNS)
+# Live: not revoked, and its session not terminated (a deleted session's tokens
+# are refused even should their revocation have failed).
+SELECT_LIVE_PROXY_TOKEN = (
+    f"SELECT {_PROXY_TOKEN} FROM proxy_tokens t JOIN sessions s ON s.id = t.session_id "
+    f"WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND s.status <> '{TERMINATED}'"
+)
+REVOKE_PROXY_TOKEN = (
+    "UPDATE proxy_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL"
+)
+REVOKE_SESSION_PROXY_TOKENS = (
+    "UPDATE proxy_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL"
 )
 
 

@@ -41,6 +41,7 @@ from backend.records import (
     EventRecord,
     MessageRecord,
     PermissionRequest,
+    ProxyToken,
     SessionRecord,
     UsageRecord,
     utcnow,
@@ -52,6 +53,7 @@ from backend.store.codec import (
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     PERMISSION_COLUMNS,
+    PROXY_TOKEN_COLUMNS,
     SESSION_COLUMNS,
     USAGE_COLUMNS,
     canonical_id,
@@ -245,6 +247,22 @@ def _permission(row: Iterable[Any]) -> PermissionRequest:
     v["created_at"] = parse_time(v["created_at"])
     v["decided_at"] = _parse(v["decided_at"])
     return PermissionRequest(**v)
+
+
+def _proxy_token_params(t: ProxyToken) -> tuple[Any, ...]:
+    values = vars(t) | {
+        "session_id": require_id(t.session_id, "session id"),
+        "created_at": format_time(t.created_at),
+        "revoked_at": _time(t.revoked_at),
+    }
+    return _params(PROXY_TOKEN_COLUMNS, values)
+
+
+def _proxy_token(row: Iterable[Any]) -> ProxyToken:
+    v = dict(zip(PROXY_TOKEN_COLUMNS, row, strict=True))
+    v["created_at"] = parse_time(v["created_at"])
+    v["revoked_at"] = _parse(v["revoked_at"])
+    return ProxyToken(**v)
 
 
 def _session_change(name: str, value: Any) -> Any:
@@ -686,6 +704,28 @@ class SqliteStore:
         """Session id -> pending requests, for the user's sessions that have some."""
         rows = await self._read(sql.PENDING_PERMISSION_COUNTS, (user_id,))
         return {str(session_id): int(count) for session_id, count in rows}
+
+    # model-proxy tokens
+
+    async def add_proxy_token(self, token: ProxyToken) -> None:
+        """Store a new token (its digest); its session must exist."""
+        await self._write(sql.INSERT_PROXY_TOKEN, _proxy_token_params(token))
+
+    async def live_proxy_token(self, token_hash: str) -> ProxyToken | None:
+        """The token with this digest if it is not revoked and its session is not
+        terminated; else None."""
+        rows = await self._lookup(sql.SELECT_LIVE_PROXY_TOKEN, (token_hash,))
+        return _proxy_token(rows[0]) if rows else None
+
+    async def revoke_proxy_token(self, token_hash: str, at: datetime) -> None:
+        """Set ``revoked_at`` unless already set (idempotent)."""
+        await self._write(sql.REVOKE_PROXY_TOKEN, (token_hash, format_time(at)))
+
+    async def revoke_session_proxy_tokens(self, session_id: str, at: datetime) -> None:
+        """Revoke every live token of the session (idempotent)."""
+        session_id = canonical_id(session_id)
+        if session_id is not None:
+            await self._write(sql.REVOKE_SESSION_PROXY_TOKENS, (session_id, format_time(at)))
 
     # usage
 

@@ -54,6 +54,9 @@ _SCRUBBED_PREFIXES = (
 )
 
 
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
 def free_port() -> int:
     """A loopback port free right now (the kernel's choice)."""
     with socket.socket() as s:
@@ -173,6 +176,11 @@ class ReplicaSet:
             ANTHROPIC_BASE_URL=self.model_url,
             AGENT_TUI_UNSAFE_LOCAL_SANDBOX="true",
             PYTHONUNBUFFERED="1",
+            # The code under test, not whatever checkout the virtualenv's editable
+            # install points at (a git worktree shares the main tree's venv).
+            PYTHONPATH=os.pathsep.join(
+                p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
         )
         env.update(self.extra_env)
         return env

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,7 @@ class OpenCodeEngine:
                     "the sandbox reaches this server's model proxy"
                 )
             binary = self._binary or find_opencode(self._settings.opencode_bin)
-            token = self._tokens.mint(session_id, user_id)
+            token = await self._tokens.mint(session_id, user_id)
             spec = service_spec(
                 binary=binary,
                 workspace_home=await _workspace_home(sandbox),
@@ -119,7 +120,7 @@ class OpenCodeEngine:
             try:
                 service = await sandbox.start_service(spec)
             except BaseException:
-                self._tokens.revoke(token)
+                await _quietly(self._tokens.revoke(token))
                 raise
             from backend.agent.opencode.client import OpenCodeClient  # httpx: on first use
 
@@ -133,7 +134,7 @@ class OpenCodeEngine:
             except BaseException:
                 await client.aclose()
                 await service.stop()
-                self._tokens.revoke(token)
+                await _quietly(self._tokens.revoke(token))
                 raise
             self._runtimes[session_id] = _Runtime(
                 session_id, sandbox.id, service, client, opencode_session, token
@@ -256,12 +257,12 @@ class OpenCodeEngine:
     async def forget(self, session_id: str) -> None:
         """The session is deleted: stop OpenCode and revoke every token it had."""
         await self.release(session_id)
-        self._tokens.revoke_session(session_id)
+        await self._tokens.revoke_session(session_id)
         self._locks.pop(session_id, None)
 
     async def _stop(self, runtime: _Runtime) -> None:
         self._runtimes.pop(runtime.session_id, None)
-        self._tokens.revoke(runtime.token)
+        await _quietly(self._tokens.revoke(runtime.token))
         with contextlib.suppress(Exception):
             await runtime.client.aclose()
         try:
@@ -291,6 +292,15 @@ async def _exited(service: ServiceHandle, within: float = 3.0) -> bool:
     except Exception:
         return False
     return True
+
+
+async def _quietly(revoking: Awaitable[None]) -> None:
+    """Revoke on a path that is already failing or stopping: a store outage must not
+    hide the first error (a token of a deleted session is refused anyway)."""
+    try:
+        await revoking
+    except Exception as exc:
+        log.warning("could not revoke a model-proxy token: %s", type(exc).__name__)
 
 
 async def _workspace_home(sandbox: Sandbox) -> str:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.errors import StoreUnavailable
+
 if TYPE_CHECKING:
     from backend.model_proxy import ModelProxy
 
@@ -42,6 +44,7 @@ def _token(request: Request) -> str | None:
     responses={
         401: {"description": "The token is missing, revoked or another session's"},
         502: {"description": "The model API could not be reached"},
+        503: {"description": "The tokens could not be read (the database is unavailable)"},
     },
 )
 async def model_proxy(session_id: str, request: Request) -> Response:
@@ -51,7 +54,11 @@ async def model_proxy(session_id: str, request: Request) -> Response:
     proxy: ModelProxy | None = getattr(request.app.state, "model_proxy", None)
     if proxy is None:
         return _error(404, "not_found_error", "The model proxy is not enabled on this server")
-    grant = proxy.check(session_id, _token(request))
+    try:
+        grant = await proxy.check(session_id, _token(request))
+    except StoreUnavailable:
+        # 5xx: Anthropic clients retry it.
+        return _error(503, "api_error", "The model proxy cannot check tokens right now")
     if grant is None:
         return _error(401, "authentication_error", "Invalid or revoked model-proxy token")
     try:

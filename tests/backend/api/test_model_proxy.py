@@ -36,7 +36,7 @@ async def proxy_api(tmp_path: Path, fake_model: FakeAnthropic) -> AsyncIterator[
 async def test_streams_through_with_the_server_key_and_records_usage(proxy_api: Api) -> None:
     key = await proxy_api.key()
     sid = await new_session(proxy_api, key)
-    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    token = await proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
     proxy_api.model.enqueue(reply().text("alpha beta gamma", chunks=["alpha ", "beta ", "gamma"]))
     frames: list[str] = []
     async with proxy_api.http.stream(
@@ -66,7 +66,7 @@ async def test_streams_through_with_the_server_key_and_records_usage(proxy_api: 
 async def test_bearer_token_and_plain_json_answers(proxy_api: Api) -> None:
     key = await proxy_api.key()
     sid = await new_session(proxy_api, key)
-    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    token = await proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
     r = await proxy_api.http.post(
         f"/v1/model-proxy/{sid}/v1/messages",
         json={**BODY, "stream": False},
@@ -82,7 +82,7 @@ async def test_refuses_bad_tokens_other_sessions_paths_and_deleted_sessions(
     one = await new_session(proxy_api, key)
     two = await new_session(proxy_api, key)
     tokens = proxy_api.app.state.model_proxy.tokens
-    token_one, token_two = tokens.mint(one, "alice"), tokens.mint(two, "alice")
+    token_one, token_two = await tokens.mint(one, "alice"), await tokens.mint(two, "alice")
 
     async def call(sid: str, token: str | None, path: str = "v1/messages") -> httpx.Response:
         headers = {"x-api-key": token} if token else {}
@@ -125,7 +125,7 @@ def test_usage_reader_takes_start_and_cumulative_delta() -> None:
 async def test_a_conversation_larger_than_max_body_bytes_passes(proxy_api: Api) -> None:
     key = await proxy_api.key()
     sid = await new_session(proxy_api, key)
-    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    token = await proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
     big = "x" * (proxy_api.settings.max_body_bytes + 1000)
     body = {**BODY, "stream": False, "messages": [{"role": "user", "content": big}]}
     r = await proxy_api.http.post(

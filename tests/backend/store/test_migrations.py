@@ -195,6 +195,7 @@ async def test_schema_sql_equals_the_migrations(pg_dsn: str) -> None:
         "usage_records",
         "permission_requests",
         "session_leases",
+        "proxy_tokens",
         "schema_migrations",
     }
     assert from_file == from_migrations

@@ -17,6 +17,7 @@ from backend.agent.loop import AgentLoop
 from backend.agent.opencode import OpenCodeEngine
 from backend.agent.opencode.config import ADAPTIVE_THINKING_VARIANT, THINKING_VARIANT
 from backend.model_proxy import ProxyTokens
+from backend.store.sqlite import SqliteStore
 from tests.backend.agent.opencode.conftest import SECRET_KEY
 from tests.backend.api.conftest import Api, make_settings
 from tests.backend.api.test_sessions import collect, new_session
@@ -158,7 +159,7 @@ async def test_pause_and_resume_continue_the_opencode_session(oc_api: Api) -> No
     sent = str(oc_api.model.bodies[-1]["messages"])
     assert "kiwi" in sent and "what was the word?" in sent
     # The token of the paused OpenCode died with it.
-    assert oc_api.app.state.model_proxy.tokens.verify(first_token, sid) is None
+    assert await oc_api.app.state.model_proxy.tokens.verify(first_token, sid) is None
 
 
 def _descendants(pid: int) -> list[int]:
@@ -239,7 +240,7 @@ async def test_the_proxy_refuses_other_sessions_and_deleted_ones(oc_api: Api) ->
     # Another session (no OpenCode needed for it: its token comes from the same store).
     two = await new_session(oc_api, key, engine="builtin")
     token_one = engine_of(oc_api)._runtimes[one].token
-    token_two = oc_api.app.state.model_proxy.tokens.mint(two, "alice")
+    token_two = await oc_api.app.state.model_proxy.tokens.mint(two, "alice")
     body = {
         "model": "claude-sonnet-5-5",
         "max_tokens": 50,
@@ -307,13 +308,14 @@ async def test_thinking_asks_for_the_variant_the_model_catalog_allows(
     fake_model.models = [*DEFAULT_MODELS, adaptive]
     settings = make_settings(tmp_path, fake_model.url)
     loop = AgentLoop(settings)
+    tokens = ProxyTokens(SqliteStore(tmp_path / "unused.db"))  # no token is minted here
     try:
-        engine = OpenCodeEngine(settings, ProxyTokens(), model_info=loop.model_info)
+        engine = OpenCodeEngine(settings, tokens, model_info=loop.model_info)
         assert await engine._thinking_variant("claude-sonnet-4-6") == THINKING_VARIANT
         assert await engine._thinking_variant("claude-haiku-4-5") is None  # no thinking
         assert await engine._thinking_variant("claude-adaptive-1") == ADAPTIVE_THINKING_VARIANT
         # Without a catalog (or for a model it does not list) thinking is asked with a budget.
-        bare = OpenCodeEngine(settings, ProxyTokens())
+        bare = OpenCodeEngine(settings, tokens)
         assert await bare._thinking_variant("claude-haiku-4-5") == THINKING_VARIANT
     finally:
         await loop.aclose()

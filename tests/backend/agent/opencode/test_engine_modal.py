@@ -219,7 +219,7 @@ async def test_pause_resume_on_modal_continue_the_opencode_session(
     # OpenCode was stopped (and had exited) before the filesystem was snapshotted.
     assert not any(" serve " in line for line in cloud.running_at_snapshot[snapshot])
     assert cloud.running() == [] and sid not in engine_of(api)._runtimes
-    assert api.app.state.model_proxy.tokens.verify(first.token, sid) is None
+    assert await api.app.state.model_proxy.tokens.verify(first.token, sid) is None
 
     resumed = await api.http.post(f"/v1/sessions/{sid}/resume", headers=api.auth(key))
     assert resumed.status_code == 200, resumed.text
@@ -238,7 +238,7 @@ async def test_pause_resume_on_modal_continue_the_opencode_session(
     assert deleted.json()["status"] == "terminated"
     assert cloud.running() == []
     assert not _opencode_running(cloud, second.service._sandbox.id)
-    assert api.app.state.model_proxy.tokens.verify(second.token, sid) is None
+    assert await api.app.state.model_proxy.tokens.verify(second.token, sid) is None
 
 
 async def test_without_a_public_url_an_opencode_session_on_modal_says_what_to_set(
