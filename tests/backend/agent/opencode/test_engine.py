@@ -37,6 +37,29 @@ async def turn(api: Api, key: str, sid: str, content: str) -> list[dict[str, Any
     )
 
 
+async def write_and_run_turn(api: Api, key: str, sid: str) -> list[dict[str, Any]]:
+    """A turn whose model writes calc.py with OpenCode's bash tool and runs it; checks
+    the text streamed and the tool's two events, returns the turn's events."""
+    api.model.enqueue(
+        reply()
+        .text("Let me write it.")
+        .tool_use(
+            "bash",
+            {"command": "printf 'print(6*7)' > calc.py && python3 calc.py", "description": "run"},
+        ),
+        reply().text("It printed 42.", chunks=["It ", "printed ", "42."]),
+    )
+    events = await turn(api, key, sid, "Write calc.py and run it")
+    kinds = types(events)
+    assert kinds[0] == "session.running" and kinds[-1] == "session.idle", kinds
+    partial = [d for t, d in data(events, "message.assistant") if d["isPartial"]]
+    assert "".join(d["content"] for d in partial) == "Let me write it.It printed 42."
+    tools = [d for _, d in data(events, "message.tool")]
+    assert [t["status"] for t in tools] == ["calling", "result"], tools
+    assert tools[0]["toolName"] == "bash" and "42" in tools[1]["result"]
+    return events
+
+
 def data(events: list[dict[str, Any]], kind: str) -> list[tuple[str, dict[str, Any]]]:
     return [(e["type"], e["data"]) for e in events if e["type"] == kind]
 
@@ -50,25 +73,10 @@ async def test_a_turn_streams_text_and_runs_a_tool(oc_api: Api) -> None:
     sid = await new_session(oc_api, key, engine="opencode")
     session = (await oc_api.http.get(f"/v1/sessions/{sid}", headers=oc_api.auth(key))).json()
     assert session["engine"] == "opencode"
-    oc_api.model.enqueue(
-        reply()
-        .text("Let me write it.")
-        .tool_use(
-            "bash",
-            {"command": "printf 'print(6*7)' > calc.py && python3 calc.py", "description": "run"},
-        ),
-        reply().text("It printed 42.", chunks=["It ", "printed ", "42."]),
-    )
-    events = await turn(oc_api, key, sid, "Write calc.py and run it")
+    events = await write_and_run_turn(oc_api, key, sid)
     kinds = types(events)
-    assert kinds[0] == "session.running" and kinds[-1] == "session.idle", kinds
     # Mode auto (the default): OpenCode asked, the gate allowed, nobody was asked.
     assert "permission.requested" not in kinds
-    partial = [d for t, d in data(events, "message.assistant") if d["isPartial"]]
-    assert "".join(d["content"] for d in partial) == "Let me write it.It printed 42."
-    tools = [d for _, d in data(events, "message.tool")]
-    assert [t["status"] for t in tools] == ["calling", "result"], tools
-    assert tools[0]["toolName"] == "bash" and "42" in tools[1]["result"]
     complete = next(d for _, d in data(events, "message.complete"))
     assert complete["stopReason"] == "end_turn"
     assert complete["usage"]["outputTokens"] > 0

@@ -29,7 +29,13 @@ from backend.agent.opencode.engine import SESSION_FILE
 from sandbox import modal_provider
 from sandbox.modal_provider import ModalSandboxProvider
 from tests.backend.agent.opencode.conftest import SECRET_KEY
-from tests.backend.agent.opencode.test_engine import data, engine_of, turn, types
+from tests.backend.agent.opencode.test_engine import (
+    engine_of,
+    model_call_hangs,
+    turn,
+    types,
+    write_and_run_turn,
+)
 from tests.backend.api.conftest import Api, api_for, make_settings, server_socket
 from tests.backend.api.test_sessions import collect, new_session
 from tests.fakes.fake_anthropic import FakeAnthropic, reply
@@ -134,23 +140,7 @@ async def test_a_turn_on_modal_streams_text_runs_a_tool_interrupts_and_replays(
     assert kept == runtime.opencode_session
 
     # A turn: text, a tool that writes and runs a file in the sandbox's workspace.
-    api.model.enqueue(
-        reply()
-        .text("Let me write it.")
-        .tool_use(
-            "bash",
-            {"command": "printf 'print(6*7)' > calc.py && python3 calc.py", "description": "run"},
-        ),
-        reply().text("It printed 42.", chunks=["It ", "printed ", "42."]),
-    )
-    events = await turn(api, key, sid, "Write calc.py and run it")
-    kinds = types(events)
-    assert kinds[0] == "session.running" and kinds[-1] == "session.idle", kinds
-    partial = [d for t, d in data(events, "message.assistant") if d["isPartial"]]
-    assert "".join(d["content"] for d in partial) == "Let me write it.It printed 42."
-    tools = [d for _, d in data(events, "message.tool")]
-    assert [t["status"] for t in tools] == ["calling", "result"], tools
-    assert tools[0]["toolName"] == "bash" and "42" in tools[1]["result"]
+    events = await write_and_run_turn(api, key, sid)
     got = await api.http.get(f"/v1/sessions/{sid}/files/calc.py", headers=api.auth(key))
     assert got.status_code == 200 and got.text == "print(6*7)"
     # The model calls went through the proxy at the public URL, which added the real
@@ -166,13 +156,7 @@ async def test_a_turn_on_modal_streams_text_runs_a_tool_interrupts_and_replays(
     api.model.enqueue(reply().text("one two three four five six").hang(after_deltas=2))
     interrupted: list[dict[str, Any]] = []
     task = asyncio.create_task(_extend(interrupted, turn(api, key, sid, "count slowly")))
-    deadline = asyncio.get_running_loop().time() + 120
-    while not (
-        api.services.registry.loaded_actor(sid).record.status == "running"
-        and api.model.pending == 0
-    ):
-        assert asyncio.get_running_loop().time() < deadline, "the turn never started"
-        await asyncio.sleep(0.1)
+    await model_call_hangs(api, sid)
     r = await api.http.post(f"/v1/sessions/{sid}/interrupt", headers=api.auth(key))
     assert r.status_code == 200
     await asyncio.wait_for(task, 60)
