@@ -397,7 +397,7 @@ async def test_the_files_api_hides_agent_tui(api: Api) -> None:
         reply().tool_use(
             "shell",
             {
-                "command": "mkdir .agent-tui && echo s > .agent-tui/opencode-session && echo v > v.txt"
+                "command": "mkdir -p .agent-tui && echo s > .agent-tui/opencode-session && echo v > v.txt"
             },
         ),
         reply().text("ok"),
