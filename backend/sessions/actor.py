@@ -92,7 +92,7 @@ class ActorDeps:
 
 
 class SessionActor:
-    """Owns one session. Create with ``SessionActor.load`` or via the registry."""
+    """Owns one session. The registry creates it (``SessionRegistry``)."""
 
     def __init__(self, record: SessionRecord, deps: ActorDeps) -> None:
         self.record = record
@@ -124,6 +124,7 @@ class SessionActor:
         # Replicas mode: the lease while this replica works on the session.
         self._owner = SessionOwnership(self, deps.cluster, on_lost=self._lease_lost)
         self._mailbox = asyncio.Lock()
+        # The sandbox (handle, running time, life cycle) and the turns' work.
         self._box = SessionSandbox(self)
         self._turns = SessionTurns(self)
         self._turn: asyncio.Task[None] | None = None
@@ -522,14 +523,10 @@ class SessionActor:
                     await self._owner.release()
 
     async def _resume_cut_turn_held(self, message_id: str, tool_use_id: str) -> None:
-        if getattr(self._engine, "resume_turn", None) is None:
-            return  # OpenCode keeps its own turn state: a cut turn there is over
-        messages = await self._store.list_messages(self.id)
-        if not messages or messages[-1].id != message_id:
-            return  # a later turn ran meanwhile: that request's turn is over
-        assistant = messages[-1]
-        if not any(c.id == tool_use_id and c.is_error for c in assistant.tool_calls):
+        cut = await self._turns.cut_turn(message_id, tool_use_id)
+        if cut is None:
             return
+        assistant, history = cut
         was_paused = self.record.status == PAUSED
         await self._emit(ev.SESSION_RUNNING)
         await self._save(status=RUNNING, last_activity_at=utcnow(), error=None)
@@ -540,7 +537,6 @@ class SessionActor:
             if self.record.status == RUNNING:
                 await self._set_status(PAUSED if was_paused else IDLE, ev.SESSION_IDLE)
             return
-        history = [m for message in messages[:-1] for m in message.model_messages]
         self._start_turn_task(lambda: self._turns.resume(assistant, history))
         self._log(f"turn {assistant.id} resumed after its permission answer")
 

@@ -100,6 +100,23 @@ class SessionTurns:
             ),
         )
 
+    async def cut_turn(
+        self, message_id: str, tool_use_id: str
+    ) -> tuple[MessageRecord, list[dict[str, Any]]] | None:
+        """The turn to resume after ``tool_use_id``'s answer, with the history before
+        it, when ``message_id``'s last round was cut while that call waited; else None."""
+        actor = self._actor
+        if getattr(actor._engine, "resume_turn", None) is None:
+            return None  # OpenCode keeps its own turn state: a cut turn there is over
+        messages = await self._store.list_messages(actor.id)
+        if not messages or messages[-1].id != message_id:
+            return None  # a later turn ran meanwhile: that request's turn is over
+        assistant = messages[-1]
+        if not any(c.id == tool_use_id and c.is_error for c in assistant.tool_calls):
+            return None
+        history = [m for message in messages[:-1] for m in message.model_messages]
+        return assistant, history
+
     async def _drive(
         self,
         assistant: MessageRecord,
