@@ -1,0 +1,184 @@
+"""``TurnObserver``: the object a turn's engine reports to (``observer=``).
+
+The engines (the built-in loop, OpenCode) call it as the model streams and the
+tools run; it turns those callbacks into the session's events, coalescing
+partial text, and stores each finished step so a restarted server continues
+from there. It writes nothing else: the actor created it for one turn and
+passes it the means to publish (the actor's own ``_emit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from backend import events as ev
+from backend.agent.types import TurnResult
+from backend.records import MessageRecord, ToolCall
+from backend.sessions.permissions import PermissionGate
+from backend.sessions.tool_output import ToolOutputStream
+from backend.settings import Settings
+from backend.store.base import Store
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[ev.Event]]
+
+
+class TurnObserver:
+    """Turns the agent loop's callbacks into events and persisted steps.
+
+    Text deltas are published from a task that runs when the turn next waits
+    for the network: deltas parsed from one read of the model's stream go out
+    as one ``message.assistant`` fragment. A paced stream keeps one event per
+    delta; a burst (a model faster than its readers, a loaded server) costs
+    one event instead of dozens, with no added wait.
+    """
+
+    def __init__(
+        self,
+        assistant: MessageRecord,
+        *,
+        emit: Emit,
+        store: Store,
+        permissions: PermissionGate,
+        settings: Settings,
+    ) -> None:
+        self._assistant = assistant
+        self._emit = emit
+        self._store = store
+        self._permissions = permissions
+        self._settings = settings
+        self._pending: list[str] = []
+        self._flush: asyncio.Task[None] | None = None
+        self._thinking: list[str] = []
+        self._thinking_flush: asyncio.Task[None] | None = None
+        self._outputs: dict[str, ToolOutputStream] = {}
+
+    async def on_text_delta(self, text: str) -> None:
+        self._pending.append(text)
+        if self._flush is None:
+            self._flush = asyncio.create_task(self._publish_pending())
+
+    async def _publish_pending(self) -> None:
+        # Deltas that arrive while an event is being published (a Redis round trip
+        # in replicas mode) join the next event instead of queueing one task each.
+        try:
+            while self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                await self._emit(
+                    ev.MESSAGE_ASSISTANT,
+                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
+                )
+        finally:
+            self._flush = None
+
+    async def drain(self) -> None:
+        """Publish pending text now: every other event comes after it."""
+        flush = self._flush
+        if flush is not None:
+            # Shielded: an interrupt must not drop text already received.
+            await asyncio.shield(flush)
+        if self._pending:
+            await self._publish_pending()
+        if self._thinking:
+            await self._publish_thinking()
+
+    # Extended thinking: partial events coalesced per network read, like text.
+
+    async def on_thinking_delta(self, text: str) -> None:
+        self._thinking.append(text)
+        if self._thinking_flush is None:
+            self._thinking_flush = asyncio.create_task(self._publish_thinking())
+
+    async def _publish_thinking(self) -> None:
+        try:
+            while self._thinking:
+                text = "".join(self._thinking)
+                self._thinking.clear()
+                await self._emit(
+                    ev.MESSAGE_THINKING,
+                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
+                )
+        finally:
+            self._thinking_flush = None
+
+    async def on_thinking_done(self, text: str) -> None:
+        flush = self._thinking_flush
+        if flush is not None:
+            await asyncio.shield(flush)
+        await self.drain()
+        await self._emit(
+            ev.MESSAGE_THINKING,
+            {"messageId": self._assistant.id, "content": text, "isPartial": False},
+        )
+
+    async def on_text_done(self, text: str) -> None:
+        await self.drain()
+        await self._emit(
+            ev.MESSAGE_ASSISTANT,
+            {"messageId": self._assistant.id, "content": text, "isPartial": False},
+        )
+
+    async def on_tool_call(self, call: ToolCall) -> None:
+        await self.drain()
+        await self._emit(
+            ev.MESSAGE_TOOL,
+            {
+                "messageId": self._assistant.id,
+                "toolId": call.id,
+                "toolName": call.name,
+                "status": "calling",
+                "arguments": call.arguments,
+            },
+        )
+
+    async def check_permission(self, call: ToolCall) -> str | None:
+        await self.drain()
+        return await self._permissions.check(call, self._assistant.id)
+
+    async def on_compacted(self, info: dict[str, Any]) -> None:
+        await self.drain()
+        await self._emit(ev.CONTEXT_COMPACTED, {"messageId": self._assistant.id, **info})
+
+    async def on_tool_output(self, call: ToolCall, stream: str, text: str) -> None:
+        output = self._outputs.get(call.id)
+        if output is None:
+            settings = self._settings
+            output = self._outputs[call.id] = ToolOutputStream(
+                self._emit,
+                message_id=self._assistant.id,
+                tool_id=call.id,
+                rate=settings.tool_output_events_per_second,
+                max_bytes=settings.tool_output_stream_max_bytes,
+            )
+        await output.add(stream, text)
+
+    async def on_tool_result(self, call: ToolCall) -> None:
+        output = self._outputs.pop(call.id, None)
+        if output is not None:
+            await output.close()
+        await self.drain()
+        await self._emit(
+            ev.MESSAGE_TOOL,
+            {
+                "messageId": self._assistant.id,
+                "toolId": call.id,
+                "toolName": call.name,
+                "status": "result",
+                "arguments": call.arguments,
+                "result": call.result,
+                "isError": call.is_error,
+            },
+        )
+
+    async def on_step(self, result: TurnResult) -> None:
+        # Persist the turn so far: a restarted server continues from here.
+        await self._store.update_message(
+            self._assistant.id,
+            {
+                "content": result.text,
+                "tool_calls": result.tool_calls,
+                "model_messages": list(result.model_messages),
+            },
+        )
