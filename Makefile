@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); 0 runs the suite in this process. The tests that start
+# OpenCode run one at a time on one worker (tests/conftest.py), the rest beside them.
+TEST_WORKERS ?= 2
 # OpenCode (engine=opencode) from npm, into the virtualenv; the version is pinned in one place.
 OPENCODE_VERSION := $(shell sed -n 's/^OPENCODE_VERSION = "\(.*\)"/\1/p' backend/agent/opencode/binary.py)
 OPENCODE := $(VENV)/opencode/node_modules/.bin/opencode
@@ -35,7 +38,7 @@ serve: $(STAMP)  ## start the backend alone on 127.0.0.1:8787
 
 test: $(STAMP)  ## run the whole test suite
 	@$(MAKE) --no-print-directory opencode || echo "OpenCode not installed: its tests skip (fail under CI=true)" >&2
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent_tui backend sandbox tests bench

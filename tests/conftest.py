@@ -118,3 +118,27 @@ def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AGENT_TUI_DATA_DIR", str(tmp_path / "data" / "agent-tui"))
     monkeypatch.setenv("AGENT_TUI_CONFIG_DIR", str(tmp_path / "config" / "agent-tui"))
     return tmp_path
+
+
+# Tests that start the real ``opencode serve`` (they use ``need_opencode``). OpenCode
+# keeps about one core busy from its start through its first turn (~20 s of CPU), so:
+# - they get a longer deadline than the suite's 120 s, for a loaded machine;
+# - under pytest-xdist (``make test``) they run one at a time on one worker
+#   (``--dist loadgroup``), first, while the other workers run the rest: two at
+#   once on the 2-core CI machine slowed both past their deadlines.
+OPENCODE_GROUP = "opencode"
+OPENCODE_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    opencode = [i for i in items if "need_opencode" in getattr(i, "fixturenames", ())]
+    for item in opencode:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(OPENCODE_TIMEOUT))
+    if config.getoption("dist", "no") == "no":
+        return
+    for item in opencode:
+        item.add_marker(pytest.mark.xdist_group(OPENCODE_GROUP))
+    # The longest chain starts first, so the run does not wait on it at the end.
+    chosen = {id(item) for item in opencode}
+    items[:] = opencode + [item for item in items if id(item) not in chosen]
