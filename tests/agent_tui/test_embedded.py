@@ -17,7 +17,8 @@ import pytest
 
 from agent_tui.client import AgentApiError, AgentClient, Event
 from agent_tui.config import config_path, load_config
-from agent_tui.embedded import EmbeddedBackend, EmbeddedStartError
+from agent_tui.embedded import LOG_FILENAME, EmbeddedBackend, EmbeddedStartError
+from agent_tui.embedded_child import GRACEFUL_SHUTDOWN_SECONDS
 from backend.settings import Settings
 from tests.fakes.fake_anthropic import FakeAnthropic, reply
 
@@ -133,7 +134,12 @@ async def test_stop_does_not_hang_on_an_open_event_stream(settings: Settings) ->
     began = loop.time()
     await backend.stop()
     stop_seconds = loop.time() - began
-    assert stop_seconds < 2.0, stop_seconds
+    # The server ends open event streams at shutdown: uvicorn never waits out its
+    # graceful timeout for them (it says so in the log when it does). No wall-clock
+    # bound tighter than a hang: a loaded machine stops slowly without hanging.
+    log_text = (settings.data_dir / LOG_FILENAME).read_text()
+    assert "timeout graceful shutdown exceeded" not in log_text
+    assert stop_seconds < GRACEFUL_SHUTDOWN_SECONDS + 10, stop_seconds
     await follower.aclose()  # type: ignore[attr-defined]
     await client.aclose()
 
