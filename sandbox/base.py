@@ -162,6 +162,14 @@ class ServiceSpec:
     # Where the service reads a password for HTTP basic auth (user ``name``):
     # a provider that exposes the port publicly (Modal's tunnels) sets one.
     password_env: str = ""
+    # A long-lived runtime that runs its commands through ``$SHELL`` (OpenCode's
+    # Bun): a provider that bounds each process's memory (the local sandbox's
+    # RLIMIT_DATA) runs the service itself without it and sets ``SHELL`` to a
+    # shell that puts the commands' memory and CPU-time bounds back on each
+    # command. RLIMIT_DATA counts address space reserved but never used, of which
+    # Bun reserves tens of GiB: under 2 GiB its JIT is off (turns 4-5x slower),
+    # under a few GiB it crashes as it grows.
+    shell_bounds: bool = False
 
 
 @runtime_checkable

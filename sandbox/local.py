@@ -184,7 +184,12 @@ class LocalSandbox:
         return result
 
     def command_argv(
-        self, argv: list[str], *, read_only: Sequence[str] = (), service: bool = False
+        self,
+        argv: list[str],
+        *,
+        read_only: Sequence[str] = (),
+        service: bool = False,
+        limits: ResourceLimits | None = None,
     ) -> list[str]:
         """``argv`` wrapped to run in this sandbox: its mounts, its user, its bounds.
 
@@ -192,7 +197,9 @@ class LocalSandbox:
         tool's commands, the clone, an agent engine run in the sandbox), so
         each gets the same guarantees. Run it with ``command_env()`` and the
         workspace as working directory. ``service``: a long-running service
-        (no per-command CPU-time bound, see ``ResourceLimits.for_service``).
+        (no per-command CPU-time bound, see ``ResourceLimits.for_service``);
+        ``limits`` replaces the bounds altogether (a service with
+        ``ServiceSpec.shell_bounds``).
         """
         return self._provider._isolation.wrap(
             str(self.workspace),
@@ -201,7 +208,23 @@ class LocalSandbox:
             etc_files=self._etc_files,
             read_only=read_only,
             service=service,
+            limits=limits,
         )
+
+    @property
+    def limits(self) -> ResourceLimits:
+        """The bounds every command of this sandbox runs under."""
+        return self._provider.limits
+
+    @property
+    def bash(self) -> str:
+        """The ``bash`` commands run with."""
+        return self._provider._bash
+
+    @property
+    def prlimit(self) -> str | None:
+        """The ``prlimit`` that applies them, or None where nothing does."""
+        return getattr(self._provider._isolation, "prlimit", None)
 
     def command_env(self) -> dict[str, str]:
         """The whole environment for ``command_argv``: nothing of the server's."""

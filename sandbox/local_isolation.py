@@ -124,13 +124,15 @@ class Isolation(Protocol):
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
         service: bool = False,
+        limits: ResourceLimits | None = None,
     ) -> list[str]:
         """The argv that runs ``argv`` in ``workspace`` as ``user``.
 
         ``etc_files`` are the generated ``/etc`` files of ``write_identity``;
         ``read_only`` lists extra host paths the command must be able to read
         (a local repository to clone). ``service``: a long-running service,
-        bounded by ``ResourceLimits.for_service()`` instead of the command bounds.
+        bounded by ``ResourceLimits.for_service()`` instead of the command bounds;
+        ``limits`` replaces either (a service with ``ServiceSpec.shell_bounds``).
         """
         ...
 
@@ -156,10 +158,11 @@ class NoIsolation:
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
         service: bool = False,
+        limits: ResourceLimits | None = None,
     ) -> list[str]:
         if self.prlimit is None:
             return list(argv)
-        limits = self.limits.for_service() if service else self.limits
+        limits = limits or (self.limits.for_service() if service else self.limits)
         # No process bound: it would count every process of the server's user.
         return [*limits.prlimit_argv(self.prlimit, processes=False), *argv]
 
@@ -197,6 +200,7 @@ class BwrapIsolation:
         etc_files: Mapping[str, Path],
         read_only: Sequence[str] = (),
         service: bool = False,
+        limits: ResourceLimits | None = None,
     ) -> list[str]:
         if user.switch and self.setpriv is None:
             raise RuntimeError("a root server needs setpriv (util-linux) to switch users")
@@ -237,7 +241,7 @@ class BwrapIsolation:
                 args += ["--cap-add", cap]
         else:
             args += ["--unshare-user"]
-        limits = self.limits.for_service() if service else self.limits
+        limits = limits or (self.limits.for_service() if service else self.limits)
         args += ["--", *limits.prlimit_argv(self.prlimit)]
         if user.switch:
             args += [

@@ -12,13 +12,21 @@ workspace's ``.agent-tui/`` directory, the one directory both sides see:
 
 Neither direction needs the sandbox to share the host's network, so a sandbox
 without network (``--unshare-net``) can still run the service.
+
+A service runs under ``ResourceLimits.for_service()`` (its own CPU-time bound).
+One with ``shell_bounds`` (OpenCode) also runs without the per-process memory
+bound, and its ``SHELL`` is a read-only script that execs ``bash`` under the
+commands' memory and CPU-time bounds: each command it runs is bound like any
+other command of the sandbox (see ``ServiceSpec.shell_bounds`` for why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -30,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sandbox.base import RESERVED_DIR, RESERVED_GITIGNORE, SandboxError, ServiceSpec
+from sandbox.local_limits import ResourceLimits
 
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
@@ -64,6 +73,33 @@ def _bind_unix(directory: Path, name: str, owner: tuple[int, int] | None) -> soc
         return sock
     finally:
         os.close(fd)
+
+
+def _shell_bounds(limits: ResourceLimits) -> tuple[ResourceLimits, ResourceLimits | None]:
+    """The service's own bounds, and those its shell puts back (None: nothing to put back)."""
+    moved = ResourceLimits(
+        max_processes=0,
+        memory_mib=limits.memory_mib,
+        cpu_seconds=limits.cpu_seconds,
+        max_file_mib=0,
+        workspace_mib=0,
+    )
+    service = limits.for_service()  # its own CPU-time bound (none by default)
+    if not (moved.memory_mib or moved.cpu_seconds):
+        return service, None
+    return dataclasses.replace(service, memory_mib=0), moved
+
+
+def _write_shell(path: Path, prlimit: str, bash: str, bounds: ResourceLimits) -> None:
+    """A ``sh`` script, named ``bash`` (what the service's shell detection reads),
+    that runs ``bash`` under ``bounds``. It lives outside the workspace and is
+    bound read-only into the sandbox, so no command can rewrite it."""
+    argv = [*bounds.prlimit_argv(prlimit, processes=False), bash]
+    path.write_text(
+        "#!/bin/sh\n# The sandbox's per-command bounds, on each command this service runs.\n"
+        f'exec {shlex.join(argv)} "$@"\n'
+    )
+    path.chmod(0o755)
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
@@ -163,11 +199,16 @@ def _relay_python() -> tuple[str, list[str]]:
 
 
 def _prepare_files(
-    service_dir: Path, name: str, read_only: list[str], owner: tuple[int, int] | None
+    service_dir: Path,
+    name: str,
+    read_only: list[str],
+    owner: tuple[int, int] | None,
+    shell: tuple[str, str, ResourceLimits] | None,
 ) -> tuple[Path, list[str], Any]:
     """Blocking set-up (run in a thread): the relay script, the short socket link,
-    the log file, and the real paths to expose. ``owner`` (uid, gid) is the
-    sandbox's own user when it is not the server's: the service writes there."""
+    the log file, the bounded shell (``shell``: prlimit, bash, bounds) and the
+    real paths to expose. ``owner`` (uid, gid) is the sandbox's own user when it
+    is not the server's: the service writes there."""
     service_dir.mkdir(exist_ok=True)
     (service_dir / ".gitignore").write_bytes(RESERVED_GITIGNORE)  # git never shows it
     (service_dir / _RELAY).write_bytes((resources.files("sandbox") / _RELAY).read_bytes())
@@ -178,7 +219,12 @@ def _prepare_files(
             os.chown(path, *owner)
     link_dir = Path(tempfile.mkdtemp(prefix="agent-tui-svc-"))
     os.symlink(service_dir / f"{name}.sock", link_dir / "s")
-    return link_dir, [os.path.realpath(p) for p in read_only], log_file
+    exposed = [os.path.realpath(p) for p in read_only]
+    if shell is not None:
+        (link_dir / "bin").mkdir()
+        _write_shell(link_dir / "bin" / "bash", *shell)
+        exposed.append(str(link_dir / "bin" / "bash"))
+    return link_dir, exposed, log_file
 
 
 async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> LocalService:
@@ -188,8 +234,15 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
     python, python_paths = _relay_python()
     user = sandbox.user
     owner = (user.uid, user.gid) if user.switch else None
+    limits: ResourceLimits | None = None  # the service bounds (``service=True``)
+    shell_bounds = None
+    if spec.shell_bounds and sandbox.prlimit is not None:
+        limits, shell_bounds = _shell_bounds(sandbox.limits)
+    shell = None
+    if shell_bounds is not None:
+        shell = (str(sandbox.prlimit), str(sandbox.bash), shell_bounds)
     link_dir, read_only, log_file = await asyncio.to_thread(
-        _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries], owner
+        _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries], owner, shell
     )
     port = spec.port or _free_port()
     values = {"port": str(port)}
@@ -205,10 +258,13 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
         argv = [_fill(a, values) for a in spec.argv]
         env = sandbox.command_env()
         env.update({k: _fill(v, values) for k, v in spec.env.items()})
+        if shell is not None:
+            env["SHELL"] = str(link_dir / "bin" / "bash")
         wrapped = sandbox.command_argv(
             [python, str(service_dir / _RELAY), *relay_args, "--", *argv],
             read_only=read_only,
             service=True,
+            limits=limits,
         )
         process = await asyncio.create_subprocess_exec(
             *wrapped,

@@ -147,4 +147,5 @@ def service_spec(
         host_app=host_app,
         binaries=(binary,),
         password_env="OPENCODE_SERVER_PASSWORD",
+        shell_bounds=True,
     )

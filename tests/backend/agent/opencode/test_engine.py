@@ -327,3 +327,41 @@ async def test_thinking_asks_for_the_variant_the_model_catalog_allows(
         assert await bare._thinking_variant("claude-haiku-4-5") == THINKING_VARIANT
     finally:
         await loop.aclose()
+
+
+def _limits_of(pids: list[int], program: str) -> dict[str, str]:
+    """``/proc/<pid>/limits`` (name -> soft limit) of the process running ``program``."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
+                rows = Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]
+                return {row[:26].strip(): row[26:].split()[0] for row in rows}
+    raise AssertionError(f"no process runs {program}")
+
+
+async def test_opencode_runs_unbounded_and_each_command_it_runs_is_bounded(oc_api: Api) -> None:
+    """Bun reserves tens of GiB of address space, which RLIMIT_DATA counts (under
+    the default bound its JIT is off and a turn is 4-5x slower): OpenCode itself
+    runs without the memory and CPU-time bounds, and its shell puts them back."""
+    key = await oc_api.key()
+    sid = await new_session(oc_api, key)
+    command = (
+        'echo "data=$(ulimit -d) cpu=$(ulimit -t) shell=$(basename "$SHELL")"; '
+        '(echo >> "$SHELL") 2>/dev/null && echo shell-writable || echo shell-read-only'
+    )
+    oc_api.model.enqueue(
+        reply().tool_use("bash", {"command": command, "description": "show the bounds"}),
+        reply().text("done"),
+    )
+    events = await turn(oc_api, key, sid, "show the bounds")
+    output = next(d for _, d in data(events, "message.tool") if d["status"] == "result")["result"]
+    runtime = engine_of(oc_api)._runtimes[sid]
+    limits = runtime.service._sandbox.limits
+    assert limits.memory_mib and limits.cpu_seconds  # the defaults bound both
+    assert f"data={limits.memory_mib * 1024} cpu={limits.cpu_seconds} shell=bash" in output
+    assert "shell-read-only" in output, output
+    pids = await asyncio.to_thread(_descendants, runtime.service.process.pid)
+    own = await asyncio.to_thread(_limits_of, pids, "opencode")
+    assert own["Max data size"] == "unlimited" and own["Max cpu time"] == "unlimited", own
+    # The bounds the service keeps: files and processes.
+    assert own["Max file size"] == str(limits.max_file_mib * 1024 * 1024), own
