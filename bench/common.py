@@ -52,6 +52,9 @@ def serve(
         "ANTHROPIC_API_KEY": "bench",
         "AGENT_TUI_LOG_LEVEL": "warning",
         "AGENT_TUI_UNSAFE_LOCAL_SANDBOX": "true",
+        # The checkout's code, not the one the virtualenv's entry point was installed from
+        # (an editable install points at one tree; a worktree would bench another's code).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         **env_overrides,
     }
     created = subprocess.run(
