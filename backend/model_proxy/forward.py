@@ -1,7 +1,8 @@
 """``ModelProxy``: forward a sandbox's model request with the server's key.
 
 The request body is passed on byte for byte and the answer is streamed back
-chunk by chunk as it arrives (SSE stays SSE, with no buffering), while the
+as it arrives (SSE stays SSE, with no buffering; what arrived while the last
+write was going out leaves as one write), while the
 ``usage`` of ``message_start`` / ``message_delta`` (or of a plain JSON answer)
 is read on the way and recorded as ``proxy.tokens.*`` usage of the session.
 """
@@ -9,6 +10,7 @@ is read on the way and recorded as ``proxy.tokens.*`` usage of the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent_tui.model_proxy")
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
+# Chunks read ahead of the client at most (then reading waits: back-pressure holds).
+_READ_AHEAD = 256
 # Request headers passed on; everything else (the token, cookies, hop-by-hop) stays here.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta")
 _FORWARDED_RESPONSE_HEADERS = (
@@ -58,6 +62,9 @@ class UsageReader:
             self._body.append(chunk)
             return
         data = self._rest + chunk
+        if b'"message_' not in data:  # a text delta: nothing to read, keep the open line
+            self._rest = data[data.rfind(b"\n") + 1 :]
+            return
         lines = data.split(b"\n")
         self._rest = lines.pop()
         for line in lines:
@@ -181,11 +188,40 @@ class ModelProxy:
         }
 
         async def stream() -> AsyncIterator[bytes]:
+            # A model streams one small chunk per delta. Written one by one, each
+            # costs a trip through the ASGI stack; read by a task of its own, those
+            # that arrive while a write goes out leave together, with no added wait.
+            chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(_READ_AHEAD)
+
+            async def read() -> None:
+                try:
+                    async for chunk in response.aiter_raw():
+                        reader.feed(chunk)
+                        await chunks.put(chunk)
+                except Exception as exc:
+                    await chunks.put(exc)
+                else:
+                    await chunks.put(None)
+
+            reading = asyncio.create_task(read())
             try:
-                async for chunk in response.aiter_raw():
-                    reader.feed(chunk)
-                    yield chunk
+                while True:
+                    parts = [await chunks.get()]
+                    while not chunks.empty():
+                        parts.append(chunks.get_nowait())
+                    last = parts[-1]
+                    if isinstance(last, bytes):
+                        yield b"".join(parts)  # type: ignore[arg-type]
+                        continue
+                    if len(parts) > 1:
+                        yield b"".join(parts[:-1])  # type: ignore[arg-type]
+                    if last is None:
+                        break
+                    raise last
             finally:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
                 await response.aclose()
                 reader.finish()
                 if path == "v1/messages" and response.status_code == 200:

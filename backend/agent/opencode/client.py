@@ -15,11 +15,35 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
 from backend.agent.opencode.errors import OpenCodeUnavailable
 
-__all__ = ["OpenCodeClient", "OpenCodeUnavailable"]
+__all__ = ["OpenCodeClient", "OpenCodeUnavailable", "sse_data"]
+
+
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data`` of each server-sent event in ``chunks`` (multi-line data joined
+    by newlines; ``event``, ``id``, ``retry`` and comments ignored; LF, CRLF or CR
+    line ends; an event the stream ends in the middle of is dropped)."""
+    rest = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        text = rest + chunk
+        if b"\r" in text:
+            # A CR at the very end may be the first half of a CRLF.
+            keep = text.endswith(b"\r")
+            text = text[:-1] if keep else text
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if keep else b"")
+        lines = text.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if not line:
+                if data:
+                    yield b"\n".join(data)
+                    data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
 
 
 class OpenCodeClient:
@@ -112,14 +136,23 @@ class OpenCodeClient:
         return {str(r.get("id")) for r in await self._json("GET", "/permission") or []}
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """OpenCode's events, parsed, as they come (ends when the server closes)."""
+        """OpenCode's events, parsed, as they come (ends when the server closes).
+
+        A turn brings thousands (one per text delta), so the stream is split on
+        bytes here rather than decoded and split line by line by a generic SSE
+        reader: a third of this server's CPU time per OpenCode turn went there.
+        """
         try:
-            async with aconnect_sse(self._http, "GET", "/event") as source:
-                async for sse in source.aiter_sse():
-                    if not sse.data:
-                        continue
+            async with self._http.stream(
+                "GET", "/event", headers={"Accept": "text/event-stream"}
+            ) as response:
+                if response.status_code != 200:
+                    raise OpenCodeUnavailable(
+                        f"OpenCode answered {response.status_code} to GET /event"
+                    )
+                async for data in sse_data(response.aiter_bytes()):
                     try:
-                        yield json.loads(sse.data)
+                        yield json.loads(data)
                     except ValueError:
                         continue
         except httpx.HTTPError as exc:

@@ -63,6 +63,28 @@ async def test_streams_through_with_the_server_key_and_records_usage(proxy_api: 
     assert usage.by_type["proxy.tokens.output"] > 0 and usage.by_type["proxy.tokens.input"] > 0
 
 
+async def test_what_arrived_is_passed_on_while_the_model_stream_waits(proxy_api: Api) -> None:
+    """The proxy writes what it has whenever the upstream pauses: it never holds
+    chunks back to gather more (the model stops after two deltas and stays open)."""
+    key = await proxy_api.key()
+    sid = await new_session(proxy_api, key)
+    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    proxy_api.model.enqueue(
+        reply().text("alpha beta gamma", chunks=["alpha ", "beta ", "gamma"]).hang(after_deltas=2)
+    )
+    deltas: list[str] = []
+    async with asyncio.timeout(60):  # only reached if the two deltas never came
+        async with proxy_api.http.stream(
+            "POST", f"/v1/model-proxy/{sid}/v1/messages", json=BODY, headers={"x-api-key": token}
+        ) as response:
+            async for line in response.aiter_lines():
+                if '"text_delta"' in line:
+                    deltas.append(line)
+                    if len(deltas) == 2:
+                        break
+    assert "alpha" in deltas[0] and "beta" in deltas[1]
+
+
 async def test_bearer_token_and_plain_json_answers(proxy_api: Api) -> None:
     key = await proxy_api.key()
     sid = await new_session(proxy_api, key)
