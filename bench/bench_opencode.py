@@ -1,7 +1,7 @@
 """engine=opencode: one turn of N text deltas (2,000 by default), send → idle.
 
 Rows, each the median of ``--runs`` turns against the fake model streaming as
-fast as it can:
+fast as it can (all paths run side by side, one turn of each per round):
 
 1. the fake model alone (httpx reads the whole stream);
 2. ``engine=builtin`` through ``agent-tui serve``;
@@ -10,7 +10,8 @@ fast as it can:
 4. ``opencode serve`` reached directly, its provider pointed at the fake model.
 
 The figure the issue names: row 3 over row 4, the overhead this server adds on
-top of OpenCode (target ≤ 10 %). Needs ``make opencode``.
+top of OpenCode (target ≤ 10 %), also as the median of each round's own ratio.
+Needs ``make opencode``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from backend.agent.opencode import find_opencode
-from backend.agent.opencode.config import opencode_config
+from backend.agent.opencode.config import DATA_DIR, OFFLINE_ENV, opencode_config
 from bench.common import ROOT, free_port, median, serve, table
 
 KEY = "bench-model-key"
@@ -70,18 +71,17 @@ def _wait_http(url: str, path: str, limit: float = 120.0) -> None:
             time.sleep(0.05)
 
 
-async def model_alone(url: str) -> float:
+async def model_alone(http: httpx.AsyncClient, url: str) -> float:
     body = {"model": MODEL, "max_tokens": 8192, "stream": True,
             "messages": [{"role": "user", "content": "go"}]}  # fmt: skip
-    async with httpx.AsyncClient(timeout=120) as http:
-        started = time.perf_counter()
-        async with http.stream(
-            "POST", f"{url}/v1/messages", json=body,
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
-        ) as r:  # fmt: skip
-            async for _ in r.aiter_raw():
-                pass
-        return time.perf_counter() - started
+    started = time.perf_counter()
+    async with http.stream(
+        "POST", f"{url}/v1/messages", json=body,
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+    ) as r:  # fmt: skip
+        async for _ in r.aiter_raw():
+            pass
+    return time.perf_counter() - started
 
 
 async def _sse(response: httpx.Response) -> AsyncIterator[dict]:
@@ -90,54 +90,54 @@ async def _sse(response: httpx.Response) -> AsyncIterator[dict]:
             yield json.loads(line[6:])
 
 
-async def through_server(url: str, key: str, engine: str, runs: int) -> list[float]:
-    """One session; a warm-up turn, then ``runs`` measured turns (send → session.idle)."""
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
-        async with http.stream(
-            "POST",
-            "/v1/sessions",
-            headers={**headers, "Accept": "text/event-stream"},
-            json={"engine": engine},
-        ) as r:
-            async for event in _sse(r):
-                if event["type"] == "session.error":
-                    raise RuntimeError(event["data"])
-                if event["type"] == "session.ready":
-                    sid = event["sessionId"]
-                    break
-        times = []
-        for _ in range(runs + 1):
-            started = time.perf_counter()
-            async with http.stream(
-                "POST", f"/v1/sessions/{sid}/messages", headers=headers, json={"content": "go"}
-            ) as r:
-                async for event in _sse(r):
-                    if event["type"] == "error":
-                        raise RuntimeError(event["data"])
-                    if event["type"] == "session.idle":
-                        break
-            times.append(time.perf_counter() - started)
-        await http.delete(f"/v1/sessions/{sid}", headers=headers)
-        return times[1:]
+async def server_session(http: httpx.AsyncClient, headers: dict[str, str], engine: str) -> str:
+    """A session of ``engine`` on ``agent-tui serve``, once it is ready."""
+    async with http.stream(
+        "POST",
+        "/v1/sessions",
+        headers={**headers, "Accept": "text/event-stream"},
+        json={"engine": engine},
+    ) as r:
+        async for event in _sse(r):
+            if event["type"] == "session.error":
+                raise RuntimeError(event["data"])
+            if event["type"] == "session.ready":
+                return str(event["sessionId"])
+    raise RuntimeError("the session never became ready")
+
+
+async def server_turn(http: httpx.AsyncClient, headers: dict[str, str], sid: str) -> float:
+    """One turn through ``agent-tui serve``: send → ``session.idle``."""
+    started = time.perf_counter()
+    async with http.stream(
+        "POST", f"/v1/sessions/{sid}/messages", headers=headers, json={"content": "go"}
+    ) as r:
+        async for event in _sse(r):
+            if event["type"] == "error":
+                raise RuntimeError(event["data"])
+            if event["type"] == "session.idle":
+                return time.perf_counter() - started
+    raise RuntimeError("the turn never ended")
 
 
 @contextlib.contextmanager
 def opencode_direct(model_url: str) -> Iterator[str]:
-    """``opencode serve`` on this host, its provider the fake model itself."""
+    """``opencode serve`` on this host, its provider the fake model itself: the
+    config, switches and data directories of the sandboxed one (``service_spec``)."""
     tmp = Path(tempfile.mkdtemp(prefix="agent-tui-bench-oc-"))
     (tmp / "ws").mkdir()
     port = free_port()
     config = opencode_config(proxy_url=f"{model_url}/v1", token=KEY, model=MODEL, max_tokens=8192)
+    data = tmp / "ws" / DATA_DIR
     env = {
+        **OFFLINE_ENV,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp / "home"),
+        "HOME": f"{data}/home",
+        "XDG_CONFIG_HOME": f"{data}/config",
+        "XDG_DATA_HOME": f"{data}/data",
+        "XDG_STATE_HOME": f"{data}/state",
+        "XDG_CACHE_HOME": f"{data}/cache",
         "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-        "OPENCODE_DISABLE_MODELS_FETCH": "1",
-        "OPENCODE_DISABLE_AUTOUPDATE": "1",
-        "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
-        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-        "OPENCODE_DISABLE_SHARE": "1",
     }
     cmd = [find_opencode(), "serve", "--pure", "--hostname", "127.0.0.1", "--port", str(port)]
     if shutil.which("taskset"):
@@ -155,64 +155,85 @@ def opencode_direct(model_url: str) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def opencode_turns(url: str, runs: int) -> list[float]:
-    """One OpenCode session; a warm-up turn, then ``runs`` measured turns (prompt → idle)."""
-    times = []
-    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
-        session = (await http.post("/session", json={"title": "bench"})).json()["id"]
-        for _ in range(runs + 1):
-            async with http.stream("GET", "/event") as events:
-                stream = _sse(events)
-                await anext(stream)  # server.connected
-                started = time.perf_counter()
-                r = await http.post(
-                    f"/session/{session}/prompt_async",
-                    json={"parts": [{"type": "text", "text": "go"}]},
-                )
-                r.raise_for_status()
-                async for event in stream:
-                    props = event.get("properties") or {}
-                    if props.get("sessionID") != session:
-                        continue
-                    if event["type"] == "session.idle":
-                        times.append(time.perf_counter() - started)
-                        break
-                    if event["type"] == "session.error":
-                        raise RuntimeError(props)
-    return times[1:]
+async def opencode_turn(http: httpx.AsyncClient, session: str) -> float:
+    """One turn of ``opencode serve`` reached directly: prompt → its ``session.idle``
+    (the event stream is opened first, as the engine opens it before prompting,
+    but outside the time: a direct client keeps it open)."""
+    async with http.stream("GET", "/event") as events:
+        stream = _sse(events)
+        await anext(stream)  # server.connected
+        started = time.perf_counter()
+        r = await http.post(
+            f"/session/{session}/prompt_async", json={"parts": [{"type": "text", "text": "go"}]}
+        )
+        r.raise_for_status()
+        async for event in stream:
+            props = event.get("properties") or {}
+            if props.get("sessionID") != session:
+                continue
+            if event["type"] == "session.idle":
+                return time.perf_counter() - started
+            if event["type"] == "session.error":
+                raise RuntimeError(props)
+    raise RuntimeError("the turn never ended")
+
+
+def _row(name: str, times: list[float], alone: float) -> list[object]:
+    spread = f"{min(times) * 1000:,.0f}–{max(times) * 1000:,.0f}"
+    return [name, f"{median(times) * 1000:,.0f}", spread, f"{median(times) / alone:.2f}×", ""]
 
 
 async def measure(runs: int, deltas: int) -> None:
-    rows: list[list[object]] = []
-    with fake_model(deltas) as model:
-        alone = median([await model_alone(model) for _ in range(runs + 1)][1:])
-        rows.append(["fake model alone", f"{alone * 1000:,.0f}", "1.00×", ""])
-        env = {"ANTHROPIC_BASE_URL": model, "ANTHROPIC_API_KEY": KEY,
-               "OPENCODE_START_TIMEOUT_SECONDS": "180"}  # fmt: skip
-        figures: dict[str, float] = {}
-        for engine in ("builtin", "opencode"):
-            with serve(env, cpu=0) as server:
-                figures[engine] = median(await through_server(server.url, server.key, engine, runs))
-            rows.append([f"engine={engine} via agent-tui serve", f"{figures[engine] * 1000:,.0f}",
-                         f"{figures[engine] / alone:.2f}×", ""])  # fmt: skip
-        with opencode_direct(model) as url:
-            direct = median(await opencode_turns(url, runs))
-        overhead = figures["opencode"] / direct - 1
-        rows.append(
-            ["opencode serve directly", f"{direct * 1000:,.0f}", f"{direct / alone:.2f}×", ""]
-        )
-        rows.append(["overhead of this server on OpenCode", "", "",
-                     f"{overhead * 100:+.1f} % (target ≤ 10 %)"])  # fmt: skip
+    """Every path is started first; then each round runs one turn of each, in turn,
+    so all of them meet the same load (the machine's other work moves every figure;
+    paths measured minutes apart would not be comparable)."""
+    times: dict[str, list[float]] = {"alone": [], "builtin": [], "opencode": [], "direct": []}
+    env = {"ANTHROPIC_API_KEY": KEY, "OPENCODE_START_TIMEOUT_SECONDS": "180"}
+    with fake_model(deltas) as model, opencode_direct(model) as direct_url:
+        with serve({**env, "ANTHROPIC_BASE_URL": model}, cpu=0) as server:
+            headers = {"Authorization": f"Bearer {server.key}"}
+            async with (
+                httpx.AsyncClient(timeout=120) as plain,
+                httpx.AsyncClient(base_url=server.url, timeout=300) as http,
+                httpx.AsyncClient(base_url=direct_url, timeout=300) as direct,
+            ):
+                sids = {e: await server_session(http, headers, e) for e in ("builtin", "opencode")}
+                session = (await direct.post("/session", json={"title": "bench"})).json()["id"]
+                for round_ in range(runs + 1):  # round 0 warms every path up
+                    figures = {
+                        "alone": await model_alone(plain, model),
+                        "builtin": await server_turn(http, headers, sids["builtin"]),
+                        "opencode": await server_turn(http, headers, sids["opencode"]),
+                        "direct": await opencode_turn(direct, session),
+                    }
+                    if round_:
+                        for name, value in figures.items():
+                            times[name].append(value)
+                for sid in sids.values():
+                    await http.delete(f"/v1/sessions/{sid}", headers=headers)
+    alone = median(times["alone"])
+    overhead = median(times["opencode"]) / median(times["direct"]) - 1
+    paired = median([o / d - 1 for o, d in zip(times["opencode"], times["direct"], strict=True)])
+    rows = [
+        _row("fake model alone", times["alone"], alone),
+        _row("engine=builtin via agent-tui serve", times["builtin"], alone),
+        _row("engine=opencode via agent-tui serve", times["opencode"], alone),
+        _row("opencode serve directly", times["direct"], alone),
+        ["overhead of this server on OpenCode", "", "", "",
+         f"{overhead * 100:+.1f} % (target ≤ 10 %); per round {paired * 100:+.1f} %"],
+    ]  # fmt: skip
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(table(
-        f"One turn of {deltas:,} deltas, send → idle (median of {runs} after a warm-up turn)",
-        ["path", "ms", "vs model", "figure"], rows,
+        f"One turn of {deltas:,} deltas, send → idle (median of {runs} rounds after a warm-up; "
+        f"load {load})",
+        ["path", "ms", "min–max", "vs model", "figure"], rows,
     ))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run of 200 deltas: a smoke run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--deltas", type=int, default=2000)
     args = parser.parse_args()
     if args.quick:

@@ -20,6 +20,7 @@ __all__ = [
     "ADAPTIVE_THINKING_VARIANT",
     "ASKED_PERMISSIONS",
     "DATA_DIR",
+    "OFFLINE_ENV",
     "PROVIDER_ID",
     "SERVICE_NAME",
     "THINKING_VARIANT",
@@ -31,7 +32,7 @@ SERVICE_NAME = "opencode"
 PROVIDER_ID = "agent-tui"
 DATA_DIR = ".agent-tui/opencode"
 
-_OFFLINE_ENV = {
+OFFLINE_ENV = {
     "OPENCODE_DISABLE_MODELS_FETCH": "1",
     "OPENCODE_DISABLE_AUTOUPDATE": "1",
     "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
@@ -122,7 +123,7 @@ def service_spec(
     )
     data = f"{workspace_home}/{DATA_DIR}"
     env = {
-        **_OFFLINE_ENV,
+        **OFFLINE_ENV,
         "HOME": f"{data}/home",
         "XDG_CONFIG_HOME": f"{data}/config",
         "XDG_DATA_HOME": f"{data}/data",
