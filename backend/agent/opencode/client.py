@@ -5,11 +5,16 @@
 events), ``POST /session/{id}/abort``, ``GET /permission``,
 ``POST /permission/{id}/reply`` and the ``GET /event`` SSE stream (``data:``
 lines of ``{"type", "properties"}``).
+
+One ``/event`` subscription serves every turn (``turn_events``): it is opened
+by the first turn and kept, so a turn does not wait for a new stream to
+connect before its prompt. Events that come between turns are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +24,8 @@ import httpx
 from backend.agent.opencode.errors import OpenCodeUnavailable
 
 __all__ = ["OpenCodeClient", "OpenCodeUnavailable", "sse_data"]
+
+_ENDED = object()  # the subscription's stream ended
 
 
 async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -46,6 +53,44 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 data.append(value[1:] if value.startswith(b" ") else value)
 
 
+class TurnEvents:
+    """One turn's view of the kept ``/event`` subscription: first
+    ``{"type": "server.connected"}`` once it is live (prompt only after it),
+    then each event as it comes, until the stream ends or ``aclose``.
+
+    Not a generator: a cancelled read leaves it usable, so an interrupted turn
+    can still take in OpenCode's last events of the turn (the abort's), which
+    would otherwise reach the next turn.
+    """
+
+    def __init__(self, client: OpenCodeClient) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[Any] | None = None
+        self._done = False
+
+    def __aiter__(self) -> TurnEvents:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopAsyncIteration
+        if self._queue is None:
+            self._queue = await self._client._listen()
+            return {"type": "server.connected", "properties": {}}
+        item = await self._queue.get()
+        if item is _ENDED:
+            await self.aclose()
+            raise StopAsyncIteration
+        if isinstance(item, Exception):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        if not self._done and self._queue is not None:
+            self._client._unlisten(self._queue)
+        self._done = True
+
+
 class OpenCodeClient:
     """One OpenCode server, reached through the sandbox's service transport."""
 
@@ -61,6 +106,9 @@ class OpenCodeClient:
             headers=headers,
             timeout=httpx.Timeout(30.0, read=None),
         )
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._reading: asyncio.Task[None] | None = None
+        self._listening = False
 
     async def healthy(self) -> bool:
         try:
@@ -162,5 +210,51 @@ class OpenCodeClient:
                 f"OpenCode's event stream broke: {type(exc).__name__}"
             ) from exc
 
+    def turn_events(self) -> TurnEvents:
+        """Events for one turn (see ``TurnEvents``). One turn at a time."""
+        if self._listening:
+            raise RuntimeError("one turn at a time reads OpenCode's events")
+        return TurnEvents(self)
+
+    async def _listen(self) -> asyncio.Queue[Any]:
+        if self._reading is None or self._reading.done():
+            await self._subscribe()
+        self._listening = True
+        return self._queue
+
+    def _unlisten(self, queue: asyncio.Queue[Any]) -> None:
+        self._listening = False
+        while not queue.empty() and queue.get_nowait() is not _ENDED:
+            pass
+        if self._reading is not None and self._reading.done():
+            self._reading = None  # ended: the next turn subscribes again
+
+    async def _subscribe(self) -> None:
+        """Open ``/event`` and wait for its ``server.connected``; a task reads on."""
+        events = self.events()
+        try:
+            await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+        self._queue = asyncio.Queue()
+        self._reading = asyncio.create_task(self._read(events, self._queue))
+
+    async def _read(self, events: AsyncIterator[dict[str, Any]], queue: asyncio.Queue[Any]) -> None:
+        try:
+            async for event in events:
+                if self._listening:
+                    queue.put_nowait(event)
+        except Exception as exc:
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(_ENDED)
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
     async def aclose(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reading
         await self._http.aclose()

@@ -181,7 +181,7 @@ class OpenCodeEngine:
         variant = await self._thinking_variant(model) if thinking else None
         mapper = TurnMapper(runtime.opencode_session, observer)
         answers = PermissionAnswers(runtime.client, mapper, observer)
-        events = runtime.client.events()
+        events = runtime.client.turn_events()
         try:
             try:
                 await anext(events)  # server.connected: the stream is live before the prompt
