@@ -133,7 +133,7 @@ class OpenCodeClient:
             if loop.time() >= deadline:
                 raise OpenCodeUnavailable(f"OpenCode did not become healthy within {timeout:g}s")
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            delay = min(delay * 1.5, 0.1)  # a probe is cheap; OpenCode starts in seconds
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         try:
