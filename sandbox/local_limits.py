@@ -14,7 +14,9 @@ most unprivileged setups offer. Every bound here works without one:
 - CPU time: ``RLIMIT_CPU`` per process (SIGXCPU, then SIGKILL 5 s later).
   A long-running service (``opencode serve``) adds up CPU time over a whole
   session, so services get ``service_cpu_seconds`` instead (none by default,
-  see ``ResourceLimits.for_service``); every other bound applies to them too;
+  see ``ResourceLimits.for_service``); every other bound applies to them too,
+  but for a service with ``ServiceSpec.shell_bounds`` (OpenCode): no memory
+  bound for it, both command bounds back on each command its shell runs;
 - file size: ``RLIMIT_FSIZE`` per file (SIGXFSZ, or ``EFBIG`` for programs
   that ignore the signal, Python among them);
 - no core dumps (they would land in the workspace);
