@@ -68,7 +68,7 @@ async def test_what_arrived_is_passed_on_while_the_model_stream_waits(proxy_api:
     chunks back to gather more (the model stops after two deltas and stays open)."""
     key = await proxy_api.key()
     sid = await new_session(proxy_api, key)
-    token = proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
+    token = await proxy_api.app.state.model_proxy.tokens.mint(sid, "alice")
     proxy_api.model.enqueue(
         reply().text("alpha beta gamma", chunks=["alpha ", "beta ", "gamma"]).hang(after_deltas=2)
     )
