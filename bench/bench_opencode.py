@@ -183,14 +183,47 @@ def _row(name: str, times: list[float], alone: float) -> list[object]:
     return [name, f"{median(times) * 1000:,.0f}", spread, f"{median(times) / alone:.2f}×", ""]
 
 
-async def measure(runs: int, deltas: int) -> None:
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return found
+
+
+def _pin_opencode(server_pid: int, cpu: int) -> int:
+    """Pin every thread of the OpenCode processes the server started to ``cpu``;
+    return how many processes were pinned."""
+    pinned = 0
+    for pid in _descendants(server_pid):
+        try:
+            if not Path(f"/proc/{pid}/comm").read_text().startswith("opencode"):
+                continue
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                os.sched_setaffinity(int(task.name), {cpu})
+        except OSError:
+            continue
+        pinned += 1
+    return pinned
+
+
+# Where each process runs (2 cores): OpenCode on CPU 0 in both OpenCode paths, the
+# fake model on CPU 1; this server shares OpenCode's core ("shared") or the model's
+# ("split", as when the server has a core of its own).
+LAYOUTS = {"shared": 0, "split": 1}
+
+
+async def measure(runs: int, deltas: int, layout: str = "shared") -> None:
     """Every path is started first; then each round runs one turn of each, in turn,
     so all of them meet the same load (the machine's other work moves every figure;
     paths measured minutes apart would not be comparable)."""
     times: dict[str, list[float]] = {"alone": [], "builtin": [], "opencode": [], "direct": []}
     env = {"ANTHROPIC_API_KEY": KEY, "OPENCODE_START_TIMEOUT_SECONDS": "180"}
     with fake_model(deltas) as model, opencode_direct(model) as direct_url:
-        with serve({**env, "ANTHROPIC_BASE_URL": model}, cpu=0) as server:
+        with serve({**env, "ANTHROPIC_BASE_URL": model}, cpu=LAYOUTS[layout]) as server:
             headers = {"Authorization": f"Bearer {server.key}"}
             async with (
                 httpx.AsyncClient(timeout=120) as plain,
@@ -199,6 +232,8 @@ async def measure(runs: int, deltas: int) -> None:
             ):
                 sids = {e: await server_session(http, headers, e) for e in ("builtin", "opencode")}
                 session = (await direct.post("/session", json={"title": "bench"})).json()["id"]
+                if shutil.which("taskset") and not _pin_opencode(server.pid, 0):
+                    raise RuntimeError("the server's OpenCode was not found to pin")
                 for round_ in range(runs + 1):  # round 0 warms every path up
                     figures = {
                         "alone": await model_alone(plain, model),
@@ -225,7 +260,7 @@ async def measure(runs: int, deltas: int) -> None:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(table(
         f"One turn of {deltas:,} deltas, send → idle (median of {runs} rounds after a warm-up; "
-        f"load {load})",
+        f"layout {layout}; load {load})",
         ["path", "ms", "min–max", "vs model", "figure"], rows,
     ))  # fmt: skip
 
@@ -235,10 +270,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 run of 200 deltas: a smoke run")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--deltas", type=int, default=2000)
+    parser.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default="shared",
+        help="shared: this server on OpenCode's core; split: on the fake model's core",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.deltas = 1, 200
-    asyncio.run(measure(args.runs, args.deltas))
+    asyncio.run(measure(args.runs, args.deltas, args.layout))
 
 
 if __name__ == "__main__":
