@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.local_service import SERVICE_DIR, _bind_unix, _relay_python, _serve_host_app
+from sandbox.local_service import SERVICE_DIR, bind_unix, relay_python, serve_host_app
 
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
@@ -52,7 +52,7 @@ class CommandAccess:
         self._directory = directory
         self._server = server
         self._task = task
-        self._python, python_paths = _relay_python()
+        self._python, python_paths = relay_python()
         self._relay = os.path.realpath(_RELAY)
         self._read_only = [*python_paths, self._relay]
 
@@ -71,10 +71,10 @@ class CommandAccess:
             directory.mkdir(exist_ok=True)
             if owner is not None:
                 os.chown(directory, *owner)
-            return _bind_unix(directory, _SOCKET, owner)
+            return bind_unix(directory, _SOCKET, owner)
 
         sock = await asyncio.to_thread(prepare)
-        server, task = await _serve_host_app(host_app, sock)
+        server, task = await serve_host_app(host_app, sock)
         return cls(dict(env), directory=directory, server=server, task=task)
 
     def env(self, base: dict[str, str]) -> dict[str, str]:

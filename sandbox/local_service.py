@@ -43,7 +43,14 @@ from sandbox.local_limits import ResourceLimits
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
 
-__all__ = ["SERVICE_DIR", "LocalService", "start_local_service"]
+__all__ = [
+    "SERVICE_DIR",
+    "LocalService",
+    "bind_unix",
+    "relay_python",
+    "serve_host_app",
+    "start_local_service",
+]
 
 SERVICE_DIR = RESERVED_DIR
 _RELAY = "service_relay.py"
@@ -56,7 +63,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _bind_unix(directory: Path, name: str, owner: tuple[int, int] | None) -> socket.socket:
+def bind_unix(directory: Path, name: str, owner: tuple[int, int] | None) -> socket.socket:
     """A listening Unix socket at ``directory/name``, whatever the path's length:
     bound through ``/proc/self/fd`` so only the short form meets the 108-byte limit.
     ``owner`` (the sandbox's user) gets it, so the sandbox may connect."""
@@ -164,7 +171,7 @@ class LocalService:
         await asyncio.to_thread(shutil.rmtree, self._link_dir, True)
 
 
-async def _serve_host_app(app: Any, sock: socket.socket) -> tuple[Any, asyncio.Task[None]]:
+async def serve_host_app(app: Any, sock: socket.socket) -> tuple[Any, asyncio.Task[None]]:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -184,7 +191,7 @@ async def _serve_host_app(app: Any, sock: socket.socket) -> tuple[Any, asyncio.T
     return server, task
 
 
-def _relay_python() -> tuple[str, list[str]]:
+def relay_python() -> tuple[str, list[str]]:
     """A Python for the relay inside the sandbox, and the host paths it needs.
 
     The system's ``/usr/bin/python3`` when there is one; else this server's own
@@ -231,7 +238,7 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
     """Launch ``spec`` in ``sandbox`` (see the module docstring)."""
     workspace = sandbox.workspace
     service_dir = workspace / SERVICE_DIR
-    python, python_paths = _relay_python()
+    python, python_paths = relay_python()
     user = sandbox.user
     owner = (user.uid, user.gid) if user.switch else None
     limits: ResourceLimits | None = None  # the service bounds (``service=True``)
@@ -251,8 +258,8 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
     try:
         if spec.host_app is not None:
             host_port = _free_port()
-            sock = _bind_unix(service_dir, f"{spec.name}-host.sock", owner)
-            host_server, host_task = await _serve_host_app(spec.host_app, sock)
+            sock = bind_unix(service_dir, f"{spec.name}-host.sock", owner)
+            host_server, host_task = await serve_host_app(spec.host_app, sock)
             relay_args += ["--ingress", f"{host_port}={spec.name}-host.sock"]
             values["host_url"] = f"http://127.0.0.1:{host_port}"
         argv = [_fill(a, values) for a in spec.argv]
