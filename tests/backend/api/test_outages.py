@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tests.backend.api.conftest import api_for, make_settings
 from tests.backend.api.test_health_and_errors import assert_error
+from tests.backend.api.test_sessions import new_session
 from tests.conftest import PG_HOST, PG_PORT, avoid_window_edge
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -106,3 +108,40 @@ async def test_upstash_limits_through_the_shim(
         assert codes.count(200) == 50 and codes.count(429) == 150
         refused = next(r for r in results if r.status_code == 429)
         assert refused.headers["retry-after"] and refused.headers["x-ratelimit-remaining"] == "0"
+
+
+async def test_model_proxy_answers_503_while_the_database_is_down(
+    tmp_path, fake_model, pg_proxy
+) -> None:
+    """Tokens are read from the database on every call: without it the proxy answers
+    503 ``api_error`` in the Anthropic error shape (which the SDKs retry), then recovers."""
+    proxy, dsn = pg_proxy
+    settings = make_settings(tmp_path, fake_model.url, database_url=dsn)
+    async with api_for(settings, fake_model) as api:
+        key = await api.key()
+        sid = await new_session(api, key)
+        token = await api.app.state.model_proxy.tokens.mint(sid, "alice")
+        body = {
+            "model": "claude-sonnet-5-5",
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+
+        async def call() -> Any:
+            return await api.http.post(
+                f"/v1/model-proxy/{sid}/v1/messages", json=body, headers={"x-api-key": token}
+            )
+
+        assert (await call()).status_code == 200
+        await proxy.down()
+        r = await call()
+        assert r.status_code == 503, r.text
+        assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error"
+        assert "postgres" not in r.text.lower() and "asyncpg" not in r.text.lower()
+        await proxy.up()
+        for _ in range(50):
+            r = await call()
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert r.status_code == 200, r.text
