@@ -128,8 +128,9 @@ async def test_session_turn_tool_block_interrupt_switch_and_keys(
         block = app.screen.query_one(ToolCallBlock)
         assert block.tool_name == "shell" and block.status == "done"
         assert "hello-from-sandbox" in (block.result or "")
-        assert app.screen.query_one(StatusLine).tokens
         status = app.screen.query_one(StatusLine)
+        # The status line takes the usage from its own message, a moment after the turn.
+        await wait_until(pilot, lambda: status.tokens > 0, SLOW, "token usage")
         assert (status.sandbox_state, status.connection) == ("ready", "connected")
 
         # Interrupt a slow turn with Escape.
