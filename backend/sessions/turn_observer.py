@@ -24,6 +24,44 @@ from backend.store.base import Store
 Emit = Callable[[str, dict[str, Any]], Awaitable[ev.Event]]
 
 
+class _Partials:
+    """One kind of partial event (text, thinking) of one message, coalesced: deltas
+    that arrive while an event is being published (a Redis round trip in replicas
+    mode) join the next event instead of queueing one task each."""
+
+    def __init__(self, emit: Emit, event_type: str, message_id: str) -> None:
+        self._emit = emit
+        self._type = event_type
+        self._message_id = message_id
+        self._pending: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, text: str) -> None:
+        self._pending.append(text)
+        if self._task is None:
+            self._task = asyncio.create_task(self._publish())
+
+    async def _publish(self) -> None:
+        try:
+            while self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                await self._emit(
+                    self._type, {"messageId": self._message_id, "content": text, "isPartial": True}
+                )
+        finally:
+            self._task = None
+
+    async def drain(self) -> None:
+        """Publish everything pending now."""
+        task = self._task
+        if task is not None:
+            # Shielded: an interrupt must not drop text already received.
+            await asyncio.shield(task)
+        if self._pending:
+            await self._publish()
+
+
 class TurnObserver:
     """Turns the agent loop's callbacks into events and persisted steps.
 
@@ -48,65 +86,24 @@ class TurnObserver:
         self._store = store
         self._permissions = permissions
         self._settings = settings
-        self._pending: list[str] = []
-        self._flush: asyncio.Task[None] | None = None
-        self._thinking: list[str] = []
-        self._thinking_flush: asyncio.Task[None] | None = None
+        self._text = _Partials(emit, ev.MESSAGE_ASSISTANT, assistant.id)
+        self._thinking = _Partials(emit, ev.MESSAGE_THINKING, assistant.id)
         self._outputs: dict[str, ToolOutputStream] = {}
 
     async def on_text_delta(self, text: str) -> None:
-        self._pending.append(text)
-        if self._flush is None:
-            self._flush = asyncio.create_task(self._publish_pending())
-
-    async def _publish_pending(self) -> None:
-        # Deltas that arrive while an event is being published (a Redis round trip
-        # in replicas mode) join the next event instead of queueing one task each.
-        try:
-            while self._pending:
-                text = "".join(self._pending)
-                self._pending.clear()
-                await self._emit(
-                    ev.MESSAGE_ASSISTANT,
-                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
-                )
-        finally:
-            self._flush = None
+        self._text.add(text)
 
     async def drain(self) -> None:
         """Publish pending text now: every other event comes after it."""
-        flush = self._flush
-        if flush is not None:
-            # Shielded: an interrupt must not drop text already received.
-            await asyncio.shield(flush)
-        if self._pending:
-            await self._publish_pending()
-        if self._thinking:
-            await self._publish_thinking()
+        await self._text.drain()
+        await self._thinking.drain()
 
     # Extended thinking: partial events coalesced per network read, like text.
 
     async def on_thinking_delta(self, text: str) -> None:
-        self._thinking.append(text)
-        if self._thinking_flush is None:
-            self._thinking_flush = asyncio.create_task(self._publish_thinking())
-
-    async def _publish_thinking(self) -> None:
-        try:
-            while self._thinking:
-                text = "".join(self._thinking)
-                self._thinking.clear()
-                await self._emit(
-                    ev.MESSAGE_THINKING,
-                    {"messageId": self._assistant.id, "content": text, "isPartial": True},
-                )
-        finally:
-            self._thinking_flush = None
+        self._thinking.add(text)
 
     async def on_thinking_done(self, text: str) -> None:
-        flush = self._thinking_flush
-        if flush is not None:
-            await asyncio.shield(flush)
         await self.drain()
         await self._emit(
             ev.MESSAGE_THINKING,
