@@ -142,3 +142,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The longest chain starts first, so the run does not wait on it at the end.
     chosen = {id(item) for item in opencode}
     items[:] = opencode + [item for item in items if id(item) not in chosen]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist, each worker's local sandboxes get host uids of their own.
+    # A root server gives a session the uid ``uid_base + hash(session id)``, and
+    # ``RLIMIT_NPROC`` counts processes per uid: the tests name sessions "s" or
+    # "escape-session" alike, so two workers' same-named sessions would share one
+    # process count (a fork-bomb test on one worker starved a command on the other).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        from sandbox import local
+
+        base = local.DEFAULT_UID_BASE + int(worker[2:]) * (1 << 20)
+        defaults = local.LocalSandboxProvider.__init__.__kwdefaults__
+        assert defaults is not None and "uid_base" in defaults
+        defaults["uid_base"] = base

@@ -77,6 +77,11 @@ def processes_in(directory: Path) -> list[int]:
     return found
 
 
+# Appended to the sleeps' durations the tests look for: the other pytest-xdist
+# worker may run the same test (another parametrization) at the same time.
+RUN = f"{os.getpid():07d}"
+
+
 def processes_with(marker: str) -> list[int]:
     """Live processes whose command line contains ``marker``."""
     found = []
@@ -254,11 +259,11 @@ def test_output_capture_cuts_on_character_boundaries() -> None:
 async def test_exec_timeout_kills_the_process_group(provider: LocalSandboxProvider) -> None:
     sandbox = await provider.create("s")
     started = time.monotonic()
-    result = await sandbox.exec("echo before; sleep 301.25 & sleep 301.25", timeout=0.5)
+    result = await sandbox.exec(f"echo before; sleep 301.25{RUN} & sleep 301.25{RUN}", timeout=0.5)
     assert time.monotonic() - started < 3
     assert result.exit_code == -1 and result.timed_out
     assert result.stdout == "before\n"
-    assert processes_with("301.25") == []
+    assert processes_with(f"301.25{RUN}") == []
     assert processes_in(sandbox.workspace) == []
 
 
@@ -270,7 +275,9 @@ async def test_cancel_leaves_no_process_behind(provider: LocalSandboxProvider) -
         started.set()
 
     task = asyncio.create_task(
-        sandbox.exec("echo go; sleep 300.75 & sleep 300.75", timeout=60, on_output=on_output)
+        sandbox.exec(
+            f"echo go; sleep 300.75{RUN} & sleep 300.75{RUN}", timeout=60, on_output=on_output
+        )
     )
     await asyncio.wait_for(started.wait(), 5)
     await asyncio.sleep(0.1)  # let the second sleep start too
@@ -279,7 +286,7 @@ async def test_cancel_leaves_no_process_behind(provider: LocalSandboxProvider) -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert processes_in(sandbox.workspace) == []
-    assert processes_with("300.75") == []
+    assert processes_with(f"300.75{RUN}") == []
     assert "interrupted" in (await provider.logs("s", sandbox.id, 10))[-1]
 
 
@@ -290,19 +297,19 @@ async def test_failing_output_callback_kills_the_command(plain: LocalSandboxProv
         raise RuntimeError("client went away")
 
     with pytest.raises(RuntimeError, match="client went away"):
-        await sandbox.exec("echo go; sleep 302.5", timeout=30, on_output=on_output)
-    assert processes_with("302.5") == []
+        await sandbox.exec(f"echo go; sleep 302.5{RUN}", timeout=30, on_output=on_output)
+    assert processes_with(f"302.5{RUN}") == []
 
 
 async def test_setsid_jobs_are_killed_on_terminate(plain: LocalSandboxProvider) -> None:
     # Without bwrap a job can leave the process group; terminate still finds it.
     sandbox = await plain.create("s")
-    result = await run(sandbox, "setsid sleep 303.5 > /dev/null 2>&1 < /dev/null &")
+    result = await run(sandbox, f"setsid sleep 303.5{RUN} > /dev/null 2>&1 < /dev/null &")
     assert result.exit_code == 0
     await asyncio.sleep(0.1)
-    assert processes_with("303.5")
+    assert processes_with(f"303.5{RUN}")
     await plain.terminate("s", sandbox.id, None)
-    assert processes_with("303.5") == []
+    assert processes_with(f"303.5{RUN}") == []
 
 
 # ---------------------------------------------------------------- bwrap jail
@@ -349,10 +356,10 @@ async def test_bwrap_background_jobs_end_with_the_command(tmp_path: Path) -> Non
     provider = make_provider(tmp_path, "bwrap")
     try:
         sandbox = await provider.create("s")
-        result = await run(sandbox, "sleep 304.5 & echo started")
+        result = await run(sandbox, f"sleep 304.5{RUN} & echo started")
         assert result.stdout == "started\n"
         await asyncio.sleep(0.1)
-        assert processes_with("304.5") == []
+        assert processes_with(f"304.5{RUN}") == []
     finally:
         await provider.close()
 
@@ -364,14 +371,14 @@ async def test_pause_and_resume(provider: LocalSandboxProvider) -> None:
     sandbox = await provider.create("s")
     await sandbox.write_file("notes/a.txt", b"kept")
     workspace = sandbox.workspace
-    running = asyncio.create_task(sandbox.exec("sleep 305.5", timeout=60))
+    running = asyncio.create_task(sandbox.exec(f"sleep 305.5{RUN}", timeout=60))
     await asyncio.sleep(0.2)
 
     snapshot_id = await provider.pause(sandbox)
     assert snapshot_id.startswith("snap-")
     finished = await asyncio.wait_for(running, 5)  # pause killed it
     assert finished.exit_code != 0
-    assert processes_with("305.5") == []
+    assert processes_with(f"305.5{RUN}") == []
     assert not await sandbox.is_alive()
     with pytest.raises(SandboxError):
         await sandbox.exec("true", timeout=5)
@@ -464,22 +471,22 @@ async def test_terminate_deletes_everything_and_is_idempotent(
 
 async def test_terminate_kills_running_commands(provider: LocalSandboxProvider) -> None:
     sandbox = await provider.create("s")
-    running = asyncio.create_task(sandbox.exec("sleep 306.5", timeout=60))
+    running = asyncio.create_task(sandbox.exec(f"sleep 306.5{RUN}", timeout=60))
     await asyncio.sleep(0.2)
     await provider.terminate("s", sandbox.id, None)
     await asyncio.wait_for(running, 5)
-    assert processes_with("306.5") == []
+    assert processes_with(f"306.5{RUN}") == []
     assert not sandbox.workspace.exists()
     assert not await sandbox.is_alive()
 
 
 async def test_close_kills_running_commands(provider: LocalSandboxProvider) -> None:
     sandbox = await provider.create("s")
-    running = asyncio.create_task(sandbox.exec("sleep 307.5", timeout=60))
+    running = asyncio.create_task(sandbox.exec(f"sleep 307.5{RUN}", timeout=60))
     await asyncio.sleep(0.2)
     await provider.close()
     await asyncio.wait_for(running, 5)
-    assert processes_with("307.5") == []
+    assert processes_with(f"307.5{RUN}") == []
     assert sandbox.workspace.exists()  # kept for attach after a restart
 
 
@@ -503,12 +510,12 @@ async def test_sweep_deletes_what_belongs_to_no_session(plain: LocalSandboxProvi
     await plain.pause(paused)
     kept_paused = await plain.create("paused-keep")
     kept_snapshot = await plain.pause(kept_paused)
-    running = asyncio.create_task(gone.exec("sleep 308.5", timeout=60))
+    running = asyncio.create_task(gone.exec(f"sleep 308.5{RUN}", timeout=60))
     await asyncio.sleep(0.2)
 
     assert await plain.sweep({"keep", "paused-keep"}) == 2
     await asyncio.wait_for(running, 5)
-    assert processes_with("308.5") == []
+    assert processes_with(f"308.5{RUN}") == []
     assert keep.workspace.exists()
     assert not gone.workspace.exists()
     assert sorted(os.listdir(plain.root / "live")) == ["keep"]
