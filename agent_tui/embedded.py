@@ -109,21 +109,26 @@ class EmbeddedBackend:
         ``EmbeddedStartError`` when another agent-tui owns the data directory."""
         if self._process is not None:
             return
-        self._lock_data_dir()
+        if self._lock_file is None:  # a restart keeps the lock it holds
+            self._lock_data_dir()
         spec: dict[str, Any] = {"settings": settings_to_json(self.settings)}
         pass_fds: tuple[int, ...] = ()
         try:
+            # A restart serves on the same socket, so the client's transport reconnects.
             if self.unix_socket:
-                self._runtime_dir = Path(tempfile.mkdtemp(prefix="agent-tui-"))  # mode 0700
-                self.socket_path = self._runtime_dir / "api.sock"
+                if self._runtime_dir is None:
+                    self._runtime_dir = Path(tempfile.mkdtemp(prefix="agent-tui-"))  # mode 0700
+                    self.socket_path = self._runtime_dir / "api.sock"
                 spec["uds"] = str(self.socket_path)
             else:
-                # IPPROTO_TCP: uvicorn turns Nagle off only on sockets that name it.
-                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-                listener.bind(("127.0.0.1", 0))
-                self._listener = listener
-                spec["fd"] = listener.fileno()
-                pass_fds = (listener.fileno(),)
+                if self._listener is None:
+                    # IPPROTO_TCP: uvicorn turns Nagle off only on sockets that name it.
+                    self._listener = socket.socket(
+                        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+                    )
+                    self._listener.bind(("127.0.0.1", 0))
+                spec["fd"] = self._listener.fileno()
+                pass_fds = (self._listener.fileno(),)
             self._spawned_at = time.perf_counter()
             # It logs to agent-tui.log; what escapes logging (a crash) goes there too.
             with open(self.settings.data_dir / LOG_FILENAME, "ab") as stderr:
@@ -194,6 +199,26 @@ class EmbeddedBackend:
             self.start_seconds,
         )
         return base_url, str(answer["apiKey"]), transport
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended (died, or stopped); else None."""
+        return self._process.poll() if self._process is not None else None
+
+    async def restart(self) -> None:
+        """Start a new backend in place of one whose process died, on the same socket
+        and data (so with the same key): a client built from ``start()``'s answer
+        reconnects by itself. Raises ``EmbeddedStartError`` like ``start()``."""
+        process = self._process
+        if process is None or process.poll() is None:
+            raise RuntimeError("restart() is for a backend whose process has ended")
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._process = None
+        self._ready = False
+        await self.start()
 
     async def stop(self) -> None:
         """Shut the backend down gracefully and remove its socket. Safe to call twice."""

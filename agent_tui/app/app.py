@@ -96,6 +96,7 @@ class AgentApp(App[int]):
             else f"connecting to {connection.label}…"
         )
         main.backend_starting(label)
+        connection.on_notice = lambda text, severity: self.notify(text, severity=severity)  # type: ignore[arg-type]
         try:
             self.client = await connection.open()
         except Exception as exc:

@@ -7,7 +7,12 @@ first frame does not wait for them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import shutil
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -22,6 +27,8 @@ class BackendConnection(Protocol):
     mode: str  # "embedded" or "remote"
     label: str  # shown in the status line
     api_key: str | None  # the key the client uses (to find its own scopes)
+    # Called with (text, severity) when the connection has something to tell the user.
+    on_notice: Callable[[str, str], None] | None
 
     def needs_model_setup(self) -> bool:
         """True when the model cannot be reached without a key the user must give."""
@@ -48,8 +55,23 @@ class BackendConnection(Protocol):
         ...
 
 
+log = logging.getLogger("agent_tui.app")
+
+# How often the embedded backend's process is checked, and how many restarts in
+# RESTART_WINDOW_SECONDS are tried before giving up (a backend that dies at once).
+WATCH_SECONDS = 0.5
+MAX_RESTARTS = 3
+RESTART_WINDOW_SECONDS = 60.0
+
+
 class EmbeddedConnection:
-    """The backend runs inside the app, on the app's event loop."""
+    """The backend runs in a child process the app owns.
+
+    If that process dies (a crash, the OOM killer), it is started again on the
+    same socket: the client reconnects by itself, event streams resume from
+    their last event, and messages typed meanwhile wait in the outbox and are
+    sent. ``on_notice(text, severity)`` tells the user.
+    """
 
     mode = "embedded"
     label = "embedded"
@@ -59,6 +81,8 @@ class EmbeddedConnection:
         self.api_key: str | None = None
         self.backend: EmbeddedBackend | None = None
         self.client: AgentClient | None = None
+        self.on_notice: Callable[[str, str], None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     def needs_model_setup(self) -> bool:
         return not (self.settings.anthropic_api_key or self.settings.anthropic_base_url)
@@ -121,9 +145,49 @@ class EmbeddedConnection:
 
         self.api_key = api_key
         self.client = AgentClient(base_url, api_key, transport=transport)
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch())
         return self.client
 
+    async def _watch(self) -> None:
+        """Restart the backend's process when it dies (bounded: a crash loop gives up)."""
+        restarts: list[float] = []
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            backend = self.backend
+            code = backend.exit_code if backend is not None else None
+            if backend is None or code is None:
+                continue
+            log.warning("the embedded backend exited with code %s; restarting it", code)
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW_SECONDS] + [now]
+            if len(restarts) > MAX_RESTARTS:
+                self._notice(
+                    f"The embedded backend keeps stopping (exit code {code}); not restarting "
+                    f"it again. Its log: {self.settings.data_dir / 'agent-tui.log'}",
+                    "error",
+                )
+                return
+            self._notice(f"The embedded backend stopped (exit code {code}); restarting it…")
+            try:
+                await backend.restart()
+            except Exception as exc:
+                log.error("restarting the embedded backend failed: %s", exc)
+                self._notice(f"Could not restart the embedded backend: {exc}", "error")
+                return
+            log.info("the embedded backend was restarted")
+            self._notice("The embedded backend is back; nothing typed was lost.", "information")
+
+    def _notice(self, text: str, severity: str = "warning") -> None:
+        if self.on_notice is not None:
+            self.on_notice(text, severity)
+
     async def close(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         if self.client is not None:
             await self.client.aclose()
             self.client = None
@@ -142,6 +206,7 @@ class RemoteConnection:
         self.api_key = api_key
         self.label = f"remote {self.url}"
         self.client: AgentClient | None = None
+        self.on_notice: Callable[[str, str], None] | None = None  # nothing to tell
 
     def needs_model_setup(self) -> bool:
         return False  # the server holds the model key

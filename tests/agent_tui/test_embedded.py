@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import stat
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_tui.app.connection import EmbeddedConnection
 from agent_tui.client import AgentApiError, AgentClient, Event
 from agent_tui.config import config_path, load_config
 from agent_tui.embedded import LOG_FILENAME, EmbeddedBackend, EmbeddedStartError
@@ -259,3 +261,35 @@ def test_settings_reach_the_backend_process_unchanged(settings: Settings) -> Non
     )
     wire = json.loads(json.dumps(settings_to_json(custom)))
     assert settings_from_json(wire) == custom
+
+
+async def test_a_backend_that_dies_is_started_again_and_the_client_reconnects(
+    settings: Settings,
+) -> None:
+    """A crash (here SIGKILL) of the embedded backend's process: the connection starts
+    a new one on the same socket, and the client it gave the app works again, with
+    the same key and the same sessions."""
+    connection = EmbeddedConnection(settings)
+    notices: list[tuple[str, str]] = []
+    connection.on_notice = lambda text, severity: notices.append((severity, text))
+    try:
+        client = await connection.open()
+        session = await client.create_session()
+        assert connection.backend is not None and connection.backend.pid is not None
+        first_pid = connection.backend.pid
+        os.kill(first_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                listed, _ = await client.list_sessions()
+                break
+            except (AgentApiError, OSError):
+                assert time.monotonic() < deadline, notices
+                await asyncio.sleep(0.2)
+        assert connection.backend.pid != first_pid
+        assert session.id in [s.id for s in listed]
+        assert any("stopped (exit code -9)" in text for _, text in notices), notices
+        assert any("is back" in text for _, text in notices), notices
+    finally:
+        await connection.close()
+    assert connection.backend is None
