@@ -24,7 +24,12 @@ from agent_tui.app.widgets.status_line import StatusLine
 from agent_tui.app.widgets.tool_call import ToolCallBlock, clip_result, summarize_arguments
 from agent_tui.app.widgets.user_message import UserMessage
 from agent_tui.client import AgentApiError
-from tests.agent_tui.fake_client import FakeAgentClient, FakeConnection, wait_until
+from tests.agent_tui.fake_client import (
+    FakeAgentClient,
+    FakeConnection,
+    FakeSessionHandle,
+    wait_until,
+)
 
 SIZE = (120, 40)
 
@@ -158,6 +163,29 @@ async def test_sending_while_busy_is_refused_with_a_notification() -> None:
         assert app.screen.query_one(PromptArea).text == "second"  # the draft is kept
         await pilot.press("escape")
         await idle(pilot, app)
+
+
+async def test_a_message_the_server_never_got_returns_to_the_prompt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = FakeAgentClient()
+    app = AgentApp(FakeConnection(client))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await send(pilot, app, "first")
+        await idle(pilot, app)
+
+        async def unreachable(self, content: str):
+            raise AgentApiError("CONNECTION_ERROR", "Cannot reach the Agent API")
+            yield  # an async generator, like the real one
+
+        monkeypatch.setattr(FakeSessionHandle, "stream_message", unreachable)
+        await send(pilot, app, "second, lost in transit")
+        prompt = app.screen.query_one(PromptArea)
+        await wait_until(pilot, lambda: prompt.text == "second, lost in transit", what="given back")
+        notice = app.screen.query(ChatNotice).last()
+        assert "back in the prompt" in str(notice.render())
+        assert [c for _, c in client.sent] == ["first"]
 
 
 async def test_escape_interrupts_the_running_turn_and_says_so() -> None:

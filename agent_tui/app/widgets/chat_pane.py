@@ -454,8 +454,8 @@ class ChatPane(Vertical):
             # The follower renders every event exactly once; this request only
             # starts the turn. Its stream is left after the first event (leaving
             # does not stop the turn) so events are not parsed twice.
-            text = await self._with_attachments(handle, text)
-            events = handle.stream_message(text)
+            payload = await self._with_attachments(handle, text)
+            events = handle.stream_message(payload)
             async with contextlib.aclosing(events):
                 async for _event in events:
                     break
@@ -468,8 +468,13 @@ class ChatPane(Vertical):
                 )
             else:
                 self.notify(describe(exc), title="Message not sent", severity="error")
+                # Nothing typed is lost: the message returns to an empty prompt.
+                given_back = not self.prompt.text.strip()
+                if given_back:
+                    self.prompt.load_text(text)
                 if handle is self.handle:
-                    await self.chat.add_notice(f"Message not sent: {describe(exc)}", "error")
+                    note = " It is back in the prompt: Enter sends it again." if given_back else ""
+                    await self.chat.add_notice(f"Message not sent: {describe(exc)}{note}", "error")
         finally:
             if handle is self.handle:
                 self._sending = False
