@@ -68,7 +68,7 @@ class SandboxModelAccess:
         try:
             await sandbox.set_command_env(env, host_app=self._host_app)
         except BaseException:
-            await self._revoke(token)
+            await self._tokens.revoke_quietly(token)
             raise
         self._grants[session_id] = _Grant(sandbox, token)
 
@@ -76,7 +76,7 @@ class SandboxModelAccess:
         """The sandbox pauses (or goes): revoke the token it was given."""
         current = self._grants.pop(session_id, None)
         if current is not None:
-            await self._revoke(current.token)
+            await self._tokens.revoke_quietly(current.token)
 
     async def forget(self, session_id: str) -> None:
         """The session is deleted: revoke every token it has, whoever minted them."""
@@ -88,9 +88,3 @@ class SandboxModelAccess:
         reattaches, so this one's are revoked."""
         for session_id in list(self._grants):
             await self.release(session_id)
-
-    async def _revoke(self, token: str) -> None:
-        try:
-            await self._tokens.revoke(token)
-        except Exception as exc:  # the session's delete revokes it, or refuses it anyway
-            log.warning("could not revoke a model-proxy token: %s", type(exc).__name__)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from backend.store.base import Store
 __all__ = ["TOKEN_PREFIX", "ProxyGrant", "ProxyTokens", "token_digest"]
 
 TOKEN_PREFIX = "atp_"
+
+log = logging.getLogger("agent_tui.model_proxy")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,15 @@ class ProxyTokens:
     async def revoke(self, token: str) -> None:
         """Revoke one token (its engine stopped)."""
         await self._store.revoke_proxy_token(token_digest(token), utcnow())
+
+    async def revoke_quietly(self, token: str) -> None:
+        """``revoke``, on a path that is already failing or stopping: a store outage is
+        logged, not raised, so it cannot hide the first error (and a token of a
+        deleted session is refused anyway)."""
+        try:
+            await self.revoke(token)
+        except Exception as exc:
+            log.warning("could not revoke a model-proxy token: %s", type(exc).__name__)
 
     async def revoke_session(self, session_id: str) -> None:
         """Revoke every token of ``session_id`` (the session is deleted)."""

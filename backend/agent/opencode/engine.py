@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +119,7 @@ class OpenCodeEngine:
             try:
                 service = await sandbox.start_service(spec)
             except BaseException:
-                await _quietly(self._tokens.revoke(token))
+                await self._tokens.revoke_quietly(token)
                 raise
             from backend.agent.opencode.client import OpenCodeClient  # httpx: on first use
 
@@ -134,7 +133,7 @@ class OpenCodeEngine:
             except BaseException:
                 await client.aclose()
                 await service.stop()
-                await _quietly(self._tokens.revoke(token))
+                await self._tokens.revoke_quietly(token)
                 raise
             self._runtimes[session_id] = _Runtime(
                 session_id, sandbox.id, service, client, opencode_session, token
@@ -196,7 +195,7 @@ class OpenCodeEngine:
                 exited = await _exited(runtime.service)
                 raise ModelError(
                     "MODEL_UNAVAILABLE",
-                    "OpenCode exited during the turn (its log: .agent-tui/opencode.log); "
+                    f"OpenCode exited during the turn (its log: {LOG_FILE}); "
                     "the next message starts it again"
                     if exited
                     else "OpenCode stopped answering during the turn",
@@ -262,7 +261,7 @@ class OpenCodeEngine:
 
     async def _stop(self, runtime: _Runtime) -> None:
         self._runtimes.pop(runtime.session_id, None)
-        await _quietly(self._tokens.revoke(runtime.token))
+        await self._tokens.revoke_quietly(runtime.token)
         with contextlib.suppress(Exception):
             await runtime.client.aclose()
         try:
@@ -292,15 +291,6 @@ async def _exited(service: ServiceHandle, within: float = 3.0) -> bool:
     except Exception:
         return False
     return True
-
-
-async def _quietly(revoking: Awaitable[None]) -> None:
-    """Revoke on a path that is already failing or stopping: a store outage must not
-    hide the first error (a token of a deleted session is refused anyway)."""
-    try:
-        await revoking
-    except Exception as exc:
-        log.warning("could not revoke a model-proxy token: %s", type(exc).__name__)
 
 
 async def _workspace_home(sandbox: Sandbox) -> str:
