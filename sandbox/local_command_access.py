@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.local_service import SERVICE_DIR, bind_unix, relay_python, serve_host_app
+from sandbox.local_service import bind_unix, prepare_service_dir, relay_python, serve_host_app
 
 if TYPE_CHECKING:
     from sandbox.local import LocalSandbox
@@ -65,15 +65,12 @@ class CommandAccess:
             return cls(dict(env))
         user = sandbox.user
         owner = (user.uid, user.gid) if user.switch else None
-        directory = sandbox.workspace / SERVICE_DIR
 
-        def prepare() -> Any:
-            directory.mkdir(exist_ok=True)
-            if owner is not None:
-                os.chown(directory, *owner)
-            return bind_unix(directory, _SOCKET, owner)
+        def prepare() -> tuple[Path, Any]:
+            directory = prepare_service_dir(sandbox.workspace, owner)
+            return directory, bind_unix(directory, _SOCKET, owner)
 
-        sock = await asyncio.to_thread(prepare)
+        directory, sock = await asyncio.to_thread(prepare)
         server, task = await serve_host_app(host_app, sock)
         return cls(dict(env), directory=directory, server=server, task=task)
 

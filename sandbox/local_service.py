@@ -47,6 +47,7 @@ __all__ = [
     "SERVICE_DIR",
     "LocalService",
     "bind_unix",
+    "prepare_service_dir",
     "relay_python",
     "serve_host_app",
     "start_local_service",
@@ -80,6 +81,19 @@ def bind_unix(directory: Path, name: str, owner: tuple[int, int] | None) -> sock
         return sock
     finally:
         os.close(fd)
+
+
+def prepare_service_dir(workspace: Path, owner: tuple[int, int] | None) -> Path:
+    """The workspace's ``.agent-tui/``, made if missing, with its ``.gitignore`` (git
+    never shows it); ``owner`` (the sandbox's user, when not the server's) gets both,
+    so the sandbox may write there. Blocking."""
+    service_dir = workspace / SERVICE_DIR
+    service_dir.mkdir(exist_ok=True)
+    (service_dir / ".gitignore").write_bytes(RESERVED_GITIGNORE)
+    if owner is not None:
+        for path in (service_dir, service_dir / ".gitignore"):
+            os.chown(path, *owner)
+    return service_dir
 
 
 def _shell_bounds(limits: ResourceLimits) -> tuple[ResourceLimits, ResourceLimits | None]:
@@ -216,13 +230,12 @@ def _prepare_files(
     the log file, the bounded shell (``shell``: prlimit, bash, bounds) and the
     real paths to expose. ``owner`` (uid, gid) is the sandbox's own user when it
     is not the server's: the service writes there."""
-    service_dir.mkdir(exist_ok=True)
-    (service_dir / ".gitignore").write_bytes(RESERVED_GITIGNORE)  # git never shows it
+    prepare_service_dir(service_dir.parent, owner)
     (service_dir / _RELAY).write_bytes((resources.files("sandbox") / _RELAY).read_bytes())
     log_path = service_dir / f"{name}.log"
     log_file = open(log_path, "ab")
     if owner is not None:
-        for path in (service_dir, service_dir / ".gitignore", service_dir / _RELAY, log_path):
+        for path in (service_dir / _RELAY, log_path):
             os.chown(path, *owner)
     link_dir = Path(tempfile.mkdtemp(prefix="agent-tui-svc-"))
     os.symlink(service_dir / f"{name}.sock", link_dir / "s")
@@ -241,13 +254,12 @@ async def start_local_service(sandbox: LocalSandbox, spec: ServiceSpec) -> Local
     python, python_paths = relay_python()
     user = sandbox.user
     owner = (user.uid, user.gid) if user.switch else None
-    limits: ResourceLimits | None = None  # the service bounds (``service=True``)
-    shell_bounds = None
-    if spec.shell_bounds and sandbox.prlimit is not None:
-        limits, shell_bounds = _shell_bounds(sandbox.limits)
+    limits: ResourceLimits | None = None  # None: the service bounds (``service=True``)
     shell = None
-    if shell_bounds is not None:
-        shell = (str(sandbox.prlimit), str(sandbox.bash), shell_bounds)
+    if spec.shell_bounds and sandbox.prlimit is not None:
+        limits, put_back = _shell_bounds(sandbox.limits)
+        if put_back is not None:
+            shell = (str(sandbox.prlimit), str(sandbox.bash), put_back)
     link_dir, read_only, log_file = await asyncio.to_thread(
         _prepare_files, service_dir, spec.name, [*python_paths, *spec.binaries], owner, shell
     )
