@@ -119,16 +119,7 @@ class TurnObserver:
 
     async def on_tool_call(self, call: ToolCall) -> None:
         await self.drain()
-        await self._emit(
-            ev.MESSAGE_TOOL,
-            {
-                "messageId": self._assistant.id,
-                "toolId": call.id,
-                "toolName": call.name,
-                "status": "calling",
-                "arguments": call.arguments,
-            },
-        )
+        await self._emit_tool(call, "calling")
 
     async def check_permission(self, call: ToolCall) -> str | None:
         await self.drain()
@@ -156,16 +147,19 @@ class TurnObserver:
         if output is not None:
             await output.close()
         await self.drain()
+        await self._emit_tool(call, "result", result=call.result, isError=call.is_error)
+
+    async def _emit_tool(self, call: ToolCall, status: str, **extra: Any) -> None:
+        """A ``message.tool`` event of ``call``: ``calling``, or its ``result``."""
         await self._emit(
             ev.MESSAGE_TOOL,
             {
                 "messageId": self._assistant.id,
                 "toolId": call.id,
                 "toolName": call.name,
-                "status": "result",
+                "status": status,
                 "arguments": call.arguments,
-                "result": call.result,
-                "isError": call.is_error,
+                **extra,
             },
         )
 

@@ -67,16 +67,20 @@ class SessionTurns:
             await actor._usage("message.sent", 1)
             await actor._emit(ev.MESSAGE_USER, {"messageId": user.id, "content": content})
             return await actor._engine.run_turn(
-                history=history,
-                user_content=content,
-                system_prompt=actor.record.system_prompt,
-                model=actor.record.model,
-                sandbox=actor._box.current,
-                observer=observer,
-                thinking=bool(actor.record.options.get("thinking")),
+                history=history, user_content=content, observer=observer, **self._engine_args()
             )
 
         await self._drive(assistant, call)
+
+    def _engine_args(self) -> dict[str, Any]:
+        """What a new and a resumed turn alike pass the engine from the session."""
+        actor = self._actor
+        return {
+            "system_prompt": actor.record.system_prompt,
+            "model": actor.record.model,
+            "sandbox": actor._box.current,
+            "thinking": bool(actor.record.options.get("thinking")),
+        }
 
     async def resume(self, assistant: MessageRecord, history: list[dict[str, Any]]) -> None:
         """Go on with ``assistant``'s turn, cut after its last stored round."""
@@ -90,13 +94,7 @@ class SessionTurns:
         await self._drive(
             assistant,
             lambda observer: actor._engine.resume_turn(
-                history=history,
-                partial=partial,
-                system_prompt=actor.record.system_prompt,
-                model=actor.record.model,
-                sandbox=actor._box.current,
-                observer=observer,
-                thinking=bool(actor.record.options.get("thinking")),
+                history=history, partial=partial, observer=observer, **self._engine_args()
             ),
         )
 
